@@ -1,0 +1,344 @@
+"""``framescope.run``: one profiling run, from config to run directory.
+
+Order matters for the user: everything that can be wrong with the input (devices, cores, output directory,
+source, model) is checked before the run directory is created, and once the loop starts every finished batch
+is on disk before the next begins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from framescope._version import __version__
+from framescope.config import RunConfig
+from framescope.errors import DeviceError, FramescopeError
+from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
+from framescope.instrument import system as system_info
+from framescope.models import build_model, input_spec, make_runner, task_of
+from framescope.pipeline import (
+    Row,
+    StepPlan,
+    ThreadPlan,
+    Transfer,
+    configure_threads,
+    run_sync,
+    to_device,
+)
+from framescope.preprocess import Batch, InputSpec, Preprocessor
+from framescope.records import (
+    COLUMNS,
+    CONFIG_FILE,
+    SUMMARY_FILE,
+    SYSTEM_FILE,
+    RunResult,
+    RunWriter,
+    ensure_writable_dir,
+    metrics_filename,
+    summarize,
+)
+from framescope.sources import Source, SourceInfo, make_source
+
+TRACE_FILE = "torch_trace.json"
+
+
+@dataclass(slots=True)
+class StartInfo:
+    """What a run is about to do; handed to observers before the first step."""
+
+    run_dir: Path
+    csv_path: Path
+    config: RunConfig
+    system: dict[str, Any]
+    source: SourceInfo
+    model: dict[str, Any]
+    threads: ThreadPlan
+    timing_method: str
+    expected_steps: int | None
+
+
+class RunObserver:
+    """Receives a run's progress; the CLI renders it, the Python API ignores it by default."""
+
+    def on_start(self, info: StartInfo) -> None:
+        """Called once, after set-up and before the first step."""
+
+    def on_step(self, row: Row) -> None:
+        """Called after each step's row is on disk."""
+
+    def on_warning(self, message: str) -> None:
+        """Called for anything that makes the numbers less trustworthy."""
+
+    def on_finish(self, result: RunResult) -> None:
+        """Called once the summary is written (also for interrupted and failed runs)."""
+
+
+def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device]:
+    """(preprocessing device, model device); asking for CUDA without one is an error, never a fallback."""
+    for wanted, flag in (
+        (config.model.on_gpu, "--infer-on-gpu"),
+        (config.preprocess.on_gpu, "--prep-on-gpu"),
+    ):
+        if wanted and not torch.cuda.is_available():
+            reason = (
+                "this torch build has no CUDA support"
+                if torch.version.cuda is None
+                else "no CUDA device is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+            )
+            raise DeviceError(f"{flag} needs a CUDA GPU, but {reason}; drop {flag} to run on the CPU.")
+    cuda = torch.device("cuda")
+    cpu = torch.device("cpu")
+    return (cuda if config.preprocess.on_gpu else cpu), (cuda if config.model.on_gpu else cpu)
+
+
+def _expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
+    by_frames = math.ceil(info.frame_count / config.batch_size) if info.frame_count else None
+    candidates = [n for n in (by_frames, config.max_steps) if n is not None]
+    return min(candidates) if candidates else None
+
+
+def _step_plan(
+    preprocessor: Preprocessor, runner: Any, prep_device: torch.device, model_device: torch.device
+) -> StepPlan:
+    def mover(device: torch.device) -> Any:
+        return lambda batch: to_device(batch, device)
+
+    before_prep = Transfer("h2d", mover(prep_device)) if prep_device.type != "cpu" else None
+    before_model = None
+    if prep_device != model_device:
+        before_model = Transfer("d2h" if model_device.type == "cpu" else "h2d", mover(model_device))
+    return StepPlan(prep=preprocessor, model=runner, before_prep=before_prep, before_model=before_model)
+
+
+def _dummy_batch(config: RunConfig, info: SourceInfo) -> Batch:
+    height, width = info.height or 224, info.width or 224
+    return torch.zeros((config.batch_size, 3, height, width), dtype=torch.uint8)
+
+
+def _model_info(
+    name: str, task: str, model: torch.nn.Module, spec: InputSpec, device: torch.device
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "task": task,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "device": str(device),
+        "input": dataclasses.asdict(spec),
+    }
+
+
+def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock = monotonic) -> RunResult:
+    """Profile ``config``'s model on ``config``'s input and return the run, also written to its directory.
+
+    Raises :class:`~framescope.errors.FramescopeError` for problems with the input; rows measured before a
+    failure stay on disk and the summary records the failure.
+    """
+    watcher = observer or RunObserver()
+    started_at = time.time()
+    if profiling_requested_by_env() and not config.profile.enabled:
+        config = config.replace(torch_profile=True)
+    prep_device, model_device = resolve_devices(config)
+    threads = configure_threads(
+        config.cores, torch_threads=config.torch_threads, decode_threads=config.source.decode_threads
+    )
+    ensure_writable_dir(Path(config.output_dir))
+    task = task_of(config.model.name)
+    if config.model.mode == "retrain" and config.model.compile and model_device.type == "cpu":
+        threads.warnings.append("torch.compile of a training step on the CPU takes minutes to compile.")
+
+    setup: dict[str, float] = {}
+    t = clock()
+    source = make_source(config.source, clock=clock, threads=threads.decode_threads, seed=config.seed)
+    source.open()
+    setup["source_open_s"] = clock() - t
+    writer: RunWriter | None = None
+    try:
+        t = clock()
+        model = build_model(config.model.name, config.model.weights, seed=config.seed)
+        spec = input_spec(config.model.name, model)
+        runner = make_runner(model, task, config.model, model_device, seed=config.seed)
+        preprocessor = Preprocessor(config.preprocess.level, spec)
+        plan = _step_plan(preprocessor, runner, prep_device, model_device)
+        setup["model_build_s"] = clock() - t
+        t = clock()
+        try:
+            plan.warm_up(_dummy_batch(config, source.info))
+        except torch.OutOfMemoryError:
+            raise FramescopeError(
+                f"out of memory running {config.model.name} at batch size {config.batch_size}; "
+                "lower --batch-size."
+            ) from None
+        setup["warmup_s"] = clock() - t
+
+        pid = os.getpid()
+        run_name = config.run_name or f"{config.model.name}_{time.strftime('%Y%m%d-%H%M%S')}_P{pid}"
+        writer = RunWriter.create(Path(config.output_dir), run_name, metrics_filename(config.model.name, pid))
+        system = system_info.collect()
+        system["threads"] = dataclasses.asdict(threads)
+        writer.write_text(CONFIG_FILE, config.to_yaml())
+        writer.write_json(SYSTEM_FILE, system)
+        writer.open_rows()
+
+        uses_cuda = "cuda" in (prep_device.type, model_device.type)
+        session = _Session(
+            config=config,
+            source=source,
+            plan=plan,
+            writer=writer,
+            watcher=watcher,
+            timer=StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda else None),
+            clock=clock,
+            threads=threads,
+            system=system,
+            setup=setup,
+            model_info=_model_info(config.model.name, task, model, spec, model_device),
+            started_at=started_at,
+            uses_cuda=uses_cuda,
+        )
+        session.start()
+        return session.loop()
+    finally:
+        source.close()
+        if writer is not None:
+            writer.close()
+
+
+@dataclass
+class _Session:
+    """The loop phase of a run: everything is set up; rows and the summary go to ``writer``."""
+
+    config: RunConfig
+    source: Source
+    plan: StepPlan
+    writer: RunWriter
+    watcher: RunObserver
+    timer: StageTimer
+    clock: Clock
+    threads: ThreadPlan
+    system: dict[str, Any]
+    setup: dict[str, float]
+    model_info: dict[str, Any]
+    started_at: float
+    uses_cuda: bool
+
+    def start(self) -> None:
+        self.watcher.on_start(
+            StartInfo(
+                run_dir=self.writer.run_dir,
+                csv_path=self.writer.csv_path,
+                config=self.config,
+                system=self.system,
+                source=self.source.info,
+                model=self.model_info,
+                threads=self.threads,
+                timing_method=self.timer.method,
+                expected_steps=_expected_steps(self.config, self.source.info),
+            )
+        )
+        for message in self.threads.warnings:
+            self.watcher.on_warning(message)
+
+    def loop(self) -> RunResult:
+        config, writer = self.config, self.writer
+        rows: list[Row] = []
+
+        def on_row(row: Row) -> None:
+            writer.write_row(row)
+            rows.append(row)
+            self.watcher.on_step(row)
+
+        status, error = "complete", None
+        profiler = ProfilerWindow(
+            enabled=config.profile.enabled,
+            trace_path=writer.run_dir / TRACE_FILE,
+            wait=config.profile.wait,
+            warmup=config.profile.warmup,
+            active=config.profile.active,
+            cuda=self.uses_cuda,
+        )
+        try:
+            with profiler:
+                run_sync(
+                    self.source,
+                    self.plan,
+                    batch_size=config.batch_size,
+                    timer=self.timer,
+                    clock=self.clock,
+                    max_steps=config.max_steps,
+                    warmup_steps=config.warmup_steps,
+                    profiler=profiler,
+                    on_row=on_row,
+                )
+        except KeyboardInterrupt:
+            status, error = "interrupted", "stopped by the user (Ctrl-C)"
+            raise
+        except torch.OutOfMemoryError:
+            status = "failed"
+            error = f"out of memory at batch size {config.batch_size}; lower --batch-size."
+            raise FramescopeError(error) from None
+        except Exception as exc:
+            status = "failed"
+            error = str(exc) if isinstance(exc, FramescopeError) else f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            result = self._finish(rows, status, error, profiler)
+        return result
+
+    def _finish(self, rows: list[Row], status: str, error: str | None, profiler: ProfilerWindow) -> RunResult:
+        config = self.config
+        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        summary: dict[str, Any] = {
+            "framescope_version": __version__,
+            "status": status,
+            "error": error,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
+            "run_time_s": time.time() - self.started_at,
+            "model": self.model_info,
+            "mode": config.model.mode,
+            "batch_size": config.batch_size,
+            "timing_method": self.timer.method,
+            "source": dataclasses.asdict(self.source.info),
+            "frames_skipped": self.source.frames_skipped,
+            "threads": {
+                "cores": self.threads.cores,
+                "torch": self.threads.torch_threads,
+                "decode": self.threads.decode_threads,
+            },
+            "setup": self.setup,
+            "trace": profiler.written.name if profiler.written is not None else None,
+        }
+        summary.update(summarize(frame))
+        new_warnings = []
+        if self.source.frames_skipped:
+            new_warnings.append(
+                f"{self.source.frames_skipped} undecodable packet(s) or file(s) were skipped in the input."
+            )
+        if config.profile.enabled and profiler.written is None:
+            new_warnings.append(
+                f"no torch.profiler trace: the window (wait {config.profile.wait}, warm-up "
+                f"{config.profile.warmup}, active {config.profile.active}) needs more than the "
+                f"{len(rows)} step(s) the run had."
+            )
+        summary["warnings"] = self.threads.warnings + new_warnings
+        self.writer.write_json(SUMMARY_FILE, summary)
+        for message in new_warnings:
+            self.watcher.on_warning(message)
+        result = RunResult(
+            run_dir=self.writer.run_dir,
+            config=config.to_dict(),
+            system=self.system,
+            rows=frame,
+            summary=summary,
+            csv_path=self.writer.csv_path,
+        )
+        self.watcher.on_finish(result)
+        return result

@@ -1,0 +1,74 @@
+"""The command line: the only place that reads argv, prints for humans and sets exit codes.
+
+Exit codes: 0 success; 1 a run that did not complete for a reason other than bad input; 2 bad input (one
+line on stderr naming the problem and the fix, no traceback); 130 interrupted with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from framescope._version import __version__
+from framescope.errors import FramescopeError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line that points at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help.\n")
+
+
+def models_command(args: argparse.Namespace) -> int:
+    from framescope.models import models_by_task
+
+    for task, names in models_by_task().items():
+        if args.task and task != args.task:
+            continue
+        print(f"{task} ({len(names)}):")
+        for name in names:
+            print(f"  {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from framescope.cli._run_cmd import add_run_arguments, run_command
+
+    parser = _Parser(
+        prog="framescope",
+        description="Where the time goes when a PyTorch model runs on video.",
+    )
+    parser.add_argument("--version", action="version", version=f"framescope {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    run_parser = commands.add_parser(
+        "run",
+        help="profile a model on a video, camera, stream or image folder",
+        description="Run a torchvision model on video and record every batch's stage latencies.",
+    )
+    add_run_arguments(run_parser)
+    run_parser.set_defaults(handler=run_command)
+    models_parser = commands.add_parser("models", help="list the model names framescope runs")
+    models_parser.add_argument("--task", choices=("classification", "detection", "segmentation"))
+    models_parser.set_defaults(handler=models_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="framescope: %(levelname)s: %(message)s")
+    try:
+        return int(args.handler(args))
+    except FramescopeError as exc:
+        print(f"framescope: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("framescope: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,136 @@
+"""Live console output of ``framescope run``: what is about to run, progress, warnings, the summary."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from framescope._run import RunObserver, StartInfo
+from framescope.instrument.clock import Clock, monotonic
+from framescope.records import RunResult
+from framescope.records._schema import STAGE_COLUMNS
+from framescope.report.console import summary_lines, summary_table, system_table
+
+LOG_INTERVAL_S = 5.0
+FPS_WINDOW_S = 2.0
+
+
+def config_table(info: StartInfo) -> Table:
+    config = info.config
+    source = info.source
+    table = Table(title="run", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    size = f"{source.width}x{source.height}" if source.width else "?"
+    fps = f", {source.fps:.2f} fps" if source.fps else ""
+    count = f", {source.frame_count} frames" if source.frame_count else ""
+    table.add_row("input", f"{source.uri} ({source.kind}, {size}{fps}{count}, decoder {source.decoder})")
+    model = info.model
+    table.add_row(
+        "model",
+        f"{model['name']} ({model['task']}, {model['parameters'] / 1e6:.1f} M params) {config.model.mode} on "
+        f"{model['device']}; weights {config.model.weights}; amp {'on' if config.model.amp else 'off'}; "
+        f"compile {'on' if config.model.compile else 'off'}",
+    )
+    table.add_row(
+        "batches",
+        f"batch size {config.batch_size}, prep {config.preprocess.level} on "
+        f"{'gpu' if config.preprocess.on_gpu else 'cpu'}, warm-up steps {config.warmup_steps}, max steps "
+        f"{config.max_steps or 'until the input ends'}",
+    )
+    table.add_row("timing", info.timing_method)
+    table.add_row("output", str(info.csv_path))
+    return table
+
+
+class ConsoleObserver(RunObserver):
+    """Prints a run for people: a progress bar on a terminal, a log line every few seconds otherwise."""
+
+    def __init__(self, mode: str = "auto", stream: TextIO | None = None, clock: Clock = monotonic) -> None:
+        self.stream = stream or sys.stdout
+        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self.mode = ("bar" if self.console.is_terminal else "log") if mode == "auto" else mode
+        self.clock = clock
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._recent: deque[tuple[float, int]] = deque()
+        self._last_log = float("-inf")
+        self._frames = 0
+
+    def on_start(self, info: StartInfo) -> None:
+        self.console.print(system_table(info.system))
+        self.console.print(config_table(info))
+        if self.mode == "bar":
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[fps]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("profiling", total=info.expected_steps, fps="")
+
+    def _live_fps(self, row: dict[str, Any]) -> float | None:
+        now = row["step_start_s"] + row["total_step_latency_ms"] / 1000.0
+        self._recent.append((now, row["frames"]))
+        while len(self._recent) > 2 and now - self._recent[0][0] > FPS_WINDOW_S:
+            self._recent.popleft()
+        if len(self._recent) < 2:
+            return row["fps"]
+        span = now - self._recent[0][0]
+        frames = sum(f for _, f in list(self._recent)[1:])
+        return frames / span if span > 0 else None
+
+    def on_step(self, row: dict[str, Any]) -> None:
+        self._frames += row["frames"]
+        fps = self._live_fps(row)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, advance=1, fps=f"{fps:.1f} FPS" if fps else "")
+        elif self.mode == "log":
+            now = self.clock()
+            if now - self._last_log >= LOG_INTERVAL_S:
+                self._last_log = now
+                stages = "  ".join(
+                    f"{stage} {row[column]:.1f} ms"
+                    for stage, column in STAGE_COLUMNS.items()
+                    if row.get(column) is not None
+                )
+                self.console.print(
+                    f"step {row['step']}: {self._frames} frames, {fps or 0:.1f} FPS; {stages}", markup=False
+                )
+
+    def on_warning(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}")
+
+    def on_finish(self, result: RunResult) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        status = result.status
+        colour = {"complete": "green", "interrupted": "yellow"}.get(status, "red")
+        self.console.print(f"[bold {colour}]run {status}[/]")
+        if result.summary.get("stages"):
+            self.console.print(summary_table(result.summary))
+        for line in summary_lines(result):
+            if line:
+                self.console.print(line, markup=False)

@@ -1,0 +1,372 @@
+"""Typed, validated configuration: one kw-only dataclass per component, merged into :class:`RunConfig`.
+
+The CLI, YAML files and the Python API all build these same objects; defaults live here and nowhere else.
+This module must stay free of torch and of I/O beyond reading a config file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from framescope.errors import ConfigError
+
+DECODERS = ("opencv", "pyav")
+PREP_LEVELS = ("simple", "medium", "complex")
+MODES = ("inference", "retrain")
+PROGRESS_MODES = ("auto", "bar", "log", "none")
+
+
+def _positive_int(value: object, name: str, flag: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} = {value!r} should be a positive integer; pass e.g. {flag} 8.")
+
+
+def _non_negative_int(value: object, name: str, flag: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} = {value!r} should be an integer >= 0; pass e.g. {flag} 2.")
+
+
+def _positive_number(value: object, name: str, flag: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{name} = {value!r} should be a positive number of seconds; pass e.g. {flag} 10.")
+
+
+def _choice(value: object, allowed: tuple[str, ...], name: str, flag: str) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"{name} = {value!r} is not one of {', '.join(allowed)}; pass e.g. {flag} {allowed[0]}."
+        )
+
+
+def parse_core_list(spec: str) -> tuple[int, ...] | None:
+    """Parse a ``--core-bind`` value: ``all`` (None), ``0-3``, ``0,2,5`` or a mix such as ``0-1,4``.
+
+    Only the syntax is checked here; whether the cores exist is checked when binding.
+    """
+    text = spec.strip().lower()
+    if text in ("all", ""):
+        return None
+    cores: set[int] = set()
+    for part in text.split(","):
+        piece = part.strip()
+        try:
+            if "-" in piece:
+                lo_text, hi_text = piece.split("-", 1)
+                lo, hi = int(lo_text), int(hi_text)
+                if lo > hi or lo < 0:
+                    raise ValueError
+                cores.update(range(lo, hi + 1))
+            else:
+                core = int(piece)
+                if core < 0:
+                    raise ValueError
+                cores.add(core)
+        except ValueError:
+            raise ConfigError(
+                f"--core-bind {spec!r} is not a core list; use 'all', a range like 0-3, or a list like 0,2,5."
+            ) from None
+    return tuple(sorted(cores))
+
+
+@dataclass(kw_only=True)
+class SourceConfig:
+    """Where frames come from and how they are decoded."""
+
+    input_path: str
+    """A video file, a directory of images, a camera index (``0``), an ``rtsp://`` / ``http(s)://`` URL,
+    ``synthetic:WIDTHxHEIGHT[:FRAMES]`` (generated frames, no file) or ``sample:`` (a built-in clip)."""
+    decoder: str = "opencv"
+    """Video decoder: ``opencv`` (the seed's cv2.VideoCapture) or ``pyav`` (FFmpeg through PyAV)."""
+    decode_threads: int = 0
+    """FFmpeg decoding threads; 0 picks a budget that fits the bound cores."""
+    open_timeout_s: float = 10.0
+    """Seconds to wait for a stream or camera to open before giving up."""
+    read_timeout_s: float = 10.0
+    """Seconds to wait for the next frame of a stream before giving up."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_path, str) or not self.input_path.strip():
+            raise ConfigError(
+                "input_path is empty; pass --input_path VIDEO (a file, camera index, URL or directory)."
+            )
+        _choice(self.decoder, DECODERS, "decoder", "--decoder")
+        _non_negative_int(self.decode_threads, "decode_threads", "--decode-threads")
+        _positive_number(self.open_timeout_s, "open_timeout_s", "--open-timeout")
+        _positive_number(self.read_timeout_s, "read_timeout_s", "--read-timeout")
+
+
+@dataclass(kw_only=True)
+class PreprocessConfig:
+    """How a uint8 batch becomes the model's input."""
+
+    level: str = "medium"
+    """``simple``, ``medium`` or ``complex`` (see the README for exactly what each does)."""
+    on_gpu: bool = False
+    """Move the raw uint8 batch to the GPU and preprocess there (the seed's ``--prep-on-gpu``)."""
+
+    def __post_init__(self) -> None:
+        _choice(self.level, PREP_LEVELS, "prep_level", "--prep-level")
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """Which model runs, where, and how."""
+
+    name: str
+    """A torchvision model name, e.g. ``resnet50``, ``vit_b_16``, ``ssd300_vgg16``."""
+    mode: str = "inference"
+    """``inference`` or ``retrain`` (frozen backbone, new head, virtual labels, optimizer step)."""
+    weights: str = "none"
+    """``none`` (random weights, works offline), ``DEFAULT`` (torchvision's download) or a state-dict path."""
+    on_gpu: bool = False
+    """Run the model on CUDA (the seed's ``--infer-on-gpu``)."""
+    compile: bool = False
+    """Wrap the model in ``torch.compile``."""
+    compile_backend: str = "inductor"
+    """The ``torch.compile`` backend."""
+    amp: bool = False
+    """Automatic mixed precision: float16 on CUDA, bfloat16 on CPU."""
+    num_classes: int = 10
+    """Retrain mode: classes of the replaced head (labels are virtual)."""
+    learning_rate: float = 0.01
+    """Retrain mode: SGD learning rate for the head."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("model name is empty; pass --model-name, e.g. --model-name resnet50.")
+        _choice(self.mode, MODES, "mode", "--mode")
+        _positive_int(self.num_classes, "num_classes", "--num-classes")
+        _positive_number(self.learning_rate, "learning_rate", "--lr")
+
+
+@dataclass(kw_only=True)
+class ProfileConfig:
+    """The torch.profiler window (wait, warm-up and active steps), written as a Chrome/Perfetto trace."""
+
+    enabled: bool = False
+    """Record a torch.profiler window (``--torch-profile`` or ``ENABLE_PROFILING=1``)."""
+    wait: int = 1
+    """Steps to skip before the profiler starts warming up."""
+    warmup: int = 1
+    """Steps the profiler traces but discards."""
+    active: int = 3
+    """Steps recorded into the trace."""
+
+    def __post_init__(self) -> None:
+        _non_negative_int(self.wait, "profile_wait", "--profile-wait")
+        _non_negative_int(self.warmup, "profile_warmup", "--profile-warmup")
+        _positive_int(self.active, "profile_active", "--profile-active")
+
+
+@dataclass(kw_only=True)
+class RunConfig:
+    """Everything one ``framescope run`` needs. Build it directly, with :meth:`from_flat`, or from YAML."""
+
+    model: ModelConfig
+    source: SourceConfig
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    batch_size: int = 1
+    """Frames per batch; the last batch of a finite input may be shorter."""
+    max_steps: int | None = None
+    """Stop after this many batches (warm-up included); ``None`` runs to the end of the input."""
+    warmup_steps: int = 2
+    """Leading batches recorded in the CSV but kept out of the steady-state summary."""
+    core_bind: str = "all"
+    """CPU cores to bind the process to (``0-3``, ``0,2,5``, ``all``); torch threads follow."""
+    torch_threads: int | None = None
+    """Torch intra-op threads; ``None`` uses one per bound core."""
+    output_dir: str = "runs"
+    """Parent directory of run directories."""
+    run_name: str | None = None
+    """Name of this run's directory under ``output_dir``; default ``{model}_{date-time}_P{pid}``."""
+    seed: int = 0
+    """Seed for random weights, virtual labels and synthetic frames, so runs are repeatable."""
+    progress: str = "auto"
+    """``auto`` (a bar on a terminal, log lines otherwise), ``bar``, ``log`` or ``none``."""
+
+    # Flat names (the seed's flags with underscores) -> path in the nested config.
+    FLAT_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "model_name": ("model", "name"),
+        "mode": ("model", "mode"),
+        "weights": ("model", "weights"),
+        "infer_on_gpu": ("model", "on_gpu"),
+        "enable_compile": ("model", "compile"),
+        "compile_backend": ("model", "compile_backend"),
+        "use_amp": ("model", "amp"),
+        "num_classes": ("model", "num_classes"),
+        "lr": ("model", "learning_rate"),
+        "input_path": ("source", "input_path"),
+        "decoder": ("source", "decoder"),
+        "decode_threads": ("source", "decode_threads"),
+        "open_timeout": ("source", "open_timeout_s"),
+        "read_timeout": ("source", "read_timeout_s"),
+        "prep_level": ("preprocess", "level"),
+        "prep_on_gpu": ("preprocess", "on_gpu"),
+        "torch_profile": ("profile", "enabled"),
+        "profile_wait": ("profile", "wait"),
+        "profile_warmup": ("profile", "warmup"),
+        "profile_active": ("profile", "active"),
+        "batch_size": ("batch_size",),
+        "max_steps": ("max_steps",),
+        "warmup_steps": ("warmup_steps",),
+        "core_bind": ("core_bind",),
+        "torch_threads": ("torch_threads",),
+        "output_dir": ("output_dir",),
+        "run_name": ("run_name",),
+        "seed": ("seed",),
+        "progress": ("progress",),
+    }
+
+    def __post_init__(self) -> None:
+        _positive_int(self.batch_size, "batch_size", "--batch-size")
+        if self.max_steps is not None:
+            _positive_int(self.max_steps, "max_steps", "--max-steps")
+        _non_negative_int(self.warmup_steps, "warmup_steps", "--warmup-steps")
+        parse_core_list(self.core_bind)
+        if self.torch_threads is not None:
+            _positive_int(self.torch_threads, "torch_threads", "--torch-threads")
+        if not isinstance(self.output_dir, str) or not self.output_dir:
+            raise ConfigError("output_dir is empty; pass --output-dir DIR.")
+        if self.run_name is not None and (not self.run_name or os.sep in self.run_name):
+            raise ConfigError(
+                f"run_name = {self.run_name!r} should be a plain directory name without '{os.sep}'."
+            )
+        _choice(self.progress, PROGRESS_MODES, "progress", "--progress")
+
+    @property
+    def cores(self) -> tuple[int, ...] | None:
+        """The cores to bind to, or None for all."""
+        return parse_core_list(self.core_bind)
+
+    # --- building -------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> RunConfig:
+        """Build from the seed's flat names, e.g. ``RunConfig.from_flat(model_name="resnet50",
+        input_path="video.mp4", batch_size=16, prep_level="medium", infer_on_gpu=True)``."""
+        nested: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in cls.FLAT_FIELDS:
+                raise ConfigError(f"unknown setting {key!r}{_did_you_mean(key, cls.FLAT_FIELDS)}.")
+            path = cls.FLAT_FIELDS[key]
+            target = nested
+            for part in path[:-1]:
+                target = target.setdefault(part, {})
+            target[path[-1]] = value
+        return cls.from_dict(nested)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a nested mapping (the shape of ``config.yaml``); unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError(
+                "a run config must be a mapping of settings (see config.yaml in any run directory)."
+            )
+        sections: dict[str, type[Any]] = {
+            "model": ModelConfig,
+            "source": SourceConfig,
+            "preprocess": PreprocessConfig,
+            "profile": ProfileConfig,
+        }
+        top_fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in top_fields:
+                raise ConfigError(f"unknown config key {key!r}{_did_you_mean(key, top_fields)}.")
+            if key in sections:
+                kwargs[key] = _build_section(sections[key], key, value)
+            else:
+                kwargs[key] = value
+        for required in ("model", "source"):
+            if required not in kwargs:
+                flag = "--model-name" if required == "model" else "--input_path"
+                raise ConfigError(f"the run has no {required}; pass {flag}.")
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # a missing required field inside a section
+            raise ConfigError(f"incomplete config: {exc}.") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> RunConfig:
+        """Read a YAML file written by :meth:`to_yaml` (or by hand, in the same shape)."""
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}; check the path.") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"{file} is not valid YAML ({str(exc).splitlines()[0]}); fix the file."
+            ) from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict, the shape of ``config.yaml``."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **flat: Any) -> RunConfig:
+        """A copy with some flat settings changed (same names as :meth:`from_flat`)."""
+        data = self.to_dict()
+        for key, value in flat.items():
+            if key not in self.FLAT_FIELDS:
+                raise ConfigError(f"unknown setting {key!r}{_did_you_mean(key, self.FLAT_FIELDS)}.")
+            target = data
+            path = self.FLAT_FIELDS[key]
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = value
+        return RunConfig.from_dict(data)
+
+
+def flat_defaults() -> dict[str, Any]:
+    """The default of every flat setting (``None`` where there is none), for help texts."""
+    sections = {
+        "model": ModelConfig,
+        "source": SourceConfig,
+        "preprocess": PreprocessConfig,
+        "profile": ProfileConfig,
+    }
+    defaults: dict[str, Any] = {}
+    for flat, path in RunConfig.FLAT_FIELDS.items():
+        owner: type[Any] = sections[path[0]] if len(path) == 2 else RunConfig
+        spec = next(f for f in dataclasses.fields(owner) if f.name == path[-1])
+        if spec.default is not dataclasses.MISSING:
+            defaults[flat] = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            defaults[flat] = spec.default_factory()
+        else:
+            defaults[flat] = None
+    return defaults
+
+
+def _build_section(kind: type[Any], name: str, value: Any) -> Any:
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"config section {name!r} should be a mapping, not {type(value).__name__}.")
+    allowed = {f.name for f in dataclasses.fields(kind)}
+    for key in value:
+        if key not in allowed:
+            raise ConfigError(f"unknown key {key!r} in section {name!r}{_did_you_mean(key, allowed)}.")
+    try:
+        return kind(**value)
+    except TypeError as exc:
+        raise ConfigError(f"config section {name!r} is incomplete: {exc}.") from None
+
+
+def _did_you_mean(key: str, options: Any) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,34 @@
+"""Errors a user can fix.
+
+Every problem caused by the user's input (a flag, a file, a stream, the machine's devices) is raised as a
+:class:`FramescopeError` whose message is one line naming the problem and the fix. The CLI prints that line
+and exits with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class FramescopeError(Exception):
+    """A problem with the user's input or environment, with a one-line message that says how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(FramescopeError, ValueError):
+    """A configuration value is invalid (bad flag value, inconsistent flags, bad YAML)."""
+
+
+class SourceError(FramescopeError):
+    """An input could not be opened or read (missing file, corrupt video, unreachable stream)."""
+
+
+class ModelError(FramescopeError):
+    """A model could not be built or loaded (unknown name, bad weights, unsupported task)."""
+
+
+class DeviceError(FramescopeError):
+    """A requested device or CPU binding is not available on this machine."""
+
+
+class OutputError(FramescopeError):
+    """The run directory cannot be created or written."""

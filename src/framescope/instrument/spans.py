@@ -1,0 +1,86 @@
+"""Spans: every pipeline stage runs inside one, which emits an NVTX range, a torch.profiler
+``record_function`` and a timing sample.
+
+Timing semantics (also in the README):
+
+* ``host-wall``: host wall time around the stage. Used on CPU, where it is the stage's time.
+* ``cuda-sync``: the device is synchronised before and after the stage, so the host wall time equals the
+  device time of the work the stage queued. Simple and exact, but it serialises host and device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+from framescope.instrument.clock import Clock, monotonic
+
+HOST_WALL = "host-wall"
+CUDA_SYNC = "cuda-sync"
+
+
+def _nvtx_functions() -> tuple[Callable[[str], object], Callable[[], object]]:
+    """NVTX push/pop, or no-ops where this torch build has no NVTX (CPU-only builds)."""
+    try:
+        push, pop = torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop
+        push("framescope.probe")
+        pop()
+    except (AttributeError, RuntimeError):
+
+        def push(_msg: str) -> int:
+            return 0
+
+        def pop() -> int:
+            return 0
+
+    return push, pop
+
+
+_NVTX_PUSH, _NVTX_POP = _nvtx_functions()
+
+
+@contextmanager
+def nvtx_range(name: str) -> Iterator[None]:
+    """An NVTX range (visible in Nsight Systems); harmless without a GPU or profiler attached."""
+    _NVTX_PUSH(name)
+    try:
+        yield
+    finally:
+        _NVTX_POP()
+
+
+class StageTimer:
+    """Times the named stages of one step at a time.
+
+    ``sync`` is called before and after each stage when stage times must be device times (``cuda-sync``);
+    leave it ``None`` on CPU. Durations are in seconds; a stage entered twice in a step accumulates.
+    """
+
+    def __init__(self, clock: Clock = monotonic, sync: Callable[[], None] | None = None) -> None:
+        self.clock = clock
+        self.sync = sync
+        self.method = CUDA_SYNC if sync is not None else HOST_WALL
+        self.samples: dict[str, float] = {}
+
+    def reset(self) -> None:
+        """Forget the previous step's samples."""
+        self.samples = {}
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        _NVTX_PUSH(name)
+        try:
+            with torch.profiler.record_function(name):
+                if self.sync is not None:
+                    self.sync()
+                start = self.clock()
+                try:
+                    yield
+                finally:
+                    if self.sync is not None:
+                        self.sync()
+                    self.samples[name] = self.samples.get(name, 0.0) + (self.clock() - start)
+        finally:
+            _NVTX_POP()

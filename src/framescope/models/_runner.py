@@ -1,0 +1,191 @@
+"""Running a model step: inference (eval, inference mode) or retrain (frozen backbone, new head, virtual
+labels, loss, backward, optimizer step), with optional AMP and torch.compile."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from framescope.config import ModelConfig
+from framescope.errors import ModelError
+from framescope.models._heads import freeze_except, replace_head
+from framescope.preprocess import Batch
+
+
+@dataclass(slots=True)
+class StepResult:
+    output: Any
+    """What the model returned (logits, detections, a segmentation map, or a loss dict in retrain)."""
+    loss: float | None = None
+    """The training loss of the step (retrain mode only)."""
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The AMP precision: float16 on CUDA, bfloat16 on CPU."""
+    return torch.float16 if device.type == "cuda" else torch.bfloat16
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
+
+
+def _compiled(model: nn.Module, config: ModelConfig) -> Callable[..., Any]:
+    if not config.compile:
+        return model
+    try:
+        return torch.compile(model, backend=config.compile_backend)
+    except Exception as exc:  # an unknown backend name fails here, before any step runs
+        raise ModelError(
+            f"torch.compile(backend={config.compile_backend!r}) failed ({type(exc).__name__}); "
+            "drop --enable-compile or pick another backend."
+        ) from None
+
+
+def _as_list(batch: Batch) -> list[torch.Tensor]:
+    return list(batch) if isinstance(batch, torch.Tensor) else batch
+
+
+class InferenceRunner:
+    """``model.eval()`` under ``torch.inference_mode``."""
+
+    def __init__(self, model: nn.Module, task: str, config: ModelConfig, device: torch.device) -> None:
+        self.task = task
+        self.device = device
+        self.amp = config.amp
+        self.model = model.eval().to(device)
+        self.forward = _compiled(self.model, config)
+
+    def __call__(self, batch: Batch) -> StepResult:
+        with torch.inference_mode(), _autocast(self.device, self.amp):
+            if self.task == "detection":
+                return StepResult(self.forward(_as_list(batch)))
+            return StepResult(self.forward(batch))
+
+
+class RetrainRunner:
+    """The seed's online learning: train mode, frozen backbone, a fresh head trained on virtual labels.
+
+    Classification and segmentation models get their ``fc`` / ``heads`` / ``head`` / ``classifier`` output
+    layer replaced by one with ``num_classes`` outputs. Detection models keep their heads and train everything
+    but the backbone on one virtual box per image.
+    """
+
+    def __init__(
+        self, model: nn.Module, task: str, config: ModelConfig, device: torch.device, *, seed: int = 0
+    ) -> None:
+        self.task = task
+        self.device = device
+        self.amp = config.amp
+        self.num_classes = config.num_classes
+        if task == "detection":
+            backbone = getattr(model, "backbone", None)
+            if backbone is None:
+                raise ModelError("this detection model has no backbone to freeze; use --mode inference.")
+            trainable = [m for n, m in model.named_children() if n not in ("backbone", "transform")]
+            freeze_except(model, trainable)
+            self.detection_classes = _detection_classes(model)
+        else:
+            torch.manual_seed(seed)
+            replace_head(model, type(model).__name__, config.num_classes)
+        self.model = model.to(device)
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
+        self.scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
+        self.generator = torch.Generator().manual_seed(seed)
+        self.forward = _compiled(self.model, config)
+
+    def _labels(self, count: int, height: int, width: int) -> torch.Tensor:
+        shape = (count, height, width) if self.task == "segmentation" else (count,)
+        labels = torch.randint(0, self.num_classes, shape, generator=self.generator)
+        return labels.to(self.device)
+
+    def _targets(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        targets = []
+        for image in images:
+            height, width = int(image.shape[-2]), int(image.shape[-1])
+            corner = torch.rand(2, generator=self.generator) * 0.5
+            size = torch.rand(2, generator=self.generator) * 0.4 + 0.1
+            x0, y0 = float(corner[0]) * width, float(corner[1]) * height
+            x1, y1 = x0 + float(size[0]) * width, y0 + float(size[1]) * height
+            target = {
+                "boxes": torch.tensor([[x0, y0, x1, y1]], dtype=torch.float32),
+                "labels": torch.randint(1, self.detection_classes, (1,), generator=self.generator),
+            }
+            if _has_masks(self.model):
+                mask = torch.zeros(1, height, width, dtype=torch.uint8)
+                mask[:, int(y0) : int(y1) + 1, int(x0) : int(x1) + 1] = 1
+                target["masks"] = mask
+            if _has_keypoints(self.model):
+                points = torch.rand(1, 17, 3, generator=self.generator)
+                points[..., 0] = x0 + points[..., 0] * (x1 - x0)
+                points[..., 1] = y0 + points[..., 1] * (y1 - y0)
+                points[..., 2] = 1
+                target["keypoints"] = points
+            targets.append({k: v.to(self.device) for k, v in target.items()})
+        return targets
+
+    def _loss(self, batch: Batch) -> tuple[Any, torch.Tensor]:
+        if self.task == "detection":
+            images = _as_list(batch)
+            losses = self.forward(images, self._targets(images))
+            return losses, sum(losses.values())
+        assert isinstance(batch, torch.Tensor)
+        output = self.forward(batch)
+        if self.task == "segmentation":
+            logits = output["out"]
+            labels = self._labels(logits.shape[0], logits.shape[-2], logits.shape[-1])
+        else:
+            logits = getattr(output, "logits", output)  # inception/googlenet return (logits, aux) in training
+            labels = self._labels(logits.shape[0], 0, 0)
+        return output, nn.functional.cross_entropy(logits.float(), labels)
+
+    def __call__(self, batch: Batch) -> StepResult:
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.amp):
+            output, loss = self._loss(batch)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return StepResult(output, float(loss.detach()))
+
+
+def _detection_classes(model: nn.Module) -> int:
+    predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
+    if predictor is not None:
+        return int(predictor.cls_score.out_features)
+    head = getattr(getattr(model, "head", None), "classification_head", None)
+    if head is not None and hasattr(head, "num_classes"):
+        return int(head.num_classes)
+    return 91
+
+
+def _has_masks(model: nn.Module) -> bool:
+    heads = getattr(model, "roi_heads", None)
+    return bool(heads is not None and heads.has_mask())
+
+
+def _has_keypoints(model: nn.Module) -> bool:
+    heads = getattr(model, "roi_heads", None)
+    return bool(heads is not None and heads.has_keypoint())
+
+
+Runner = InferenceRunner | RetrainRunner
+
+
+def make_runner(
+    model: nn.Module, task: str, config: ModelConfig, device: torch.device, *, seed: int = 0
+) -> Runner:
+    if config.mode == "retrain":
+        return RetrainRunner(model, task, config, device, seed=seed)
+    return InferenceRunner(model, task, config, device)

@@ -1,0 +1,35 @@
+"""Gathering frames into uint8 batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from framescope.preprocess import Batch
+from framescope.sources import Frame, Source
+
+
+def read_frames(source: Source, count: int) -> list[Frame]:
+    """Up to ``count`` frames; fewer at the end of the input, none after it."""
+    frames: list[Frame] = []
+    while len(frames) < count:
+        frame = source.read()
+        if frame is None:
+            break
+        frames.append(frame)
+    return frames
+
+
+def collate(frames: list[Frame]) -> Batch:
+    """N x 3 x H x W uint8 (a channels-last view of the stacked frames), or a list of 3 x H x W tensors
+    when the frames differ in size."""
+    shape = frames[0].image.shape
+    if all(f.image.shape == shape for f in frames):
+        return torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2)
+    return [torch.from_numpy(f.image).permute(2, 0, 1) for f in frames]
+
+
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    return [image.to(device) for image in batch]

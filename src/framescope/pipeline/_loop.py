@@ -1,0 +1,114 @@
+"""The synchronous loop: each stage of a step runs in turn, as in the seed's worker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
+from framescope.models import StepResult
+from framescope.pipeline._batcher import collate, read_frames
+from framescope.preprocess import Batch
+from framescope.records import STAGE_COLUMNS
+from framescope.sources import Source
+
+Row = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Transfer:
+    """A copy between host and device, timed as its own stage (``h2d`` or ``d2h``)."""
+
+    stage: str
+    move: Callable[[Batch], Batch]
+
+
+@dataclass(slots=True)
+class StepPlan:
+    """What one step does after reading, in order."""
+
+    prep: Callable[[Batch], Batch]
+    model: Callable[[Batch], StepResult]
+    before_prep: Transfer | None = None
+    before_model: Transfer | None = None
+
+    def warm_up(self, batch: Batch) -> None:
+        """Run every stage once, untimed (first-call allocation, cuDNN autotuning, torch.compile)."""
+        if self.before_prep is not None:
+            batch = self.before_prep.move(batch)
+        batch = self.prep(batch)
+        if self.before_model is not None:
+            batch = self.before_model.move(batch)
+        self.model(batch)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
+def run_sync(
+    source: Source,
+    plan: StepPlan,
+    *,
+    batch_size: int,
+    timer: StageTimer,
+    clock: Clock,
+    max_steps: int | None,
+    warmup_steps: int,
+    profiler: ProfilerWindow,
+    on_row: Callable[[Row], None],
+    cpu_clock: Callable[[], float] = time.process_time,
+) -> int:
+    """Run steps until the input ends or ``max_steps`` is reached; each finished step goes to ``on_row``
+    before the next starts. Returns the number of steps run."""
+    step = 0
+    first_start: float | None = None
+    while max_steps is None or step < max_steps:
+        timer.reset()
+        cpu_start = cpu_clock()
+        start = clock()
+        with nvtx_range(f"step {step}"):
+            with timer.span("read"):
+                frames = read_frames(source, batch_size)
+                batch = collate(frames) if frames else None
+            if batch is None:
+                break
+            if plan.before_prep is not None:
+                with timer.span(plan.before_prep.stage):
+                    batch = plan.before_prep.move(batch)
+            with timer.span("prep"):
+                batch = plan.prep(batch)
+            if plan.before_model is not None:
+                with timer.span(plan.before_model.stage):
+                    batch = plan.before_model.move(batch)
+            with timer.span("exec"):
+                result = plan.model(batch)
+        end = clock()
+        if first_start is None:
+            first_start = start
+        total = end - start
+        samples = timer.samples
+        row: Row = {column: _ms(samples.get(stage)) for stage, column in STAGE_COLUMNS.items()}
+        row.update(
+            step=step,
+            total_step_latency_ms=total * 1000.0,
+            loss=result.loss,
+            batch_size=batch_size,
+            frames=len(frames),
+            fps=len(frames) / total if total > 0 else None,
+            warmup=int(step < warmup_steps),
+            profiled=int(profiler.traced(step)),
+            cpu_time_ms=(cpu_clock() - cpu_start) * 1000.0,
+            step_start_s=start - first_start,
+            first_frame=frames[0].index,
+            first_pts_s=frames[0].pts_s,
+            last_pts_s=frames[-1].pts_s,
+        )
+        on_row(row)
+        profiler.step()
+        step += 1
+        if len(frames) < batch_size and not source.info.live:
+            break  # a short batch from a finite input is its last
+    return step

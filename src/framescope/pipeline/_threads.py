@@ -1,0 +1,122 @@
+"""CPU binding and the thread budget.
+
+On a small machine, more busy threads than cores is the most common way to get numbers that mean nothing:
+OpenMP workers spin while another thread holds the core, and a model can run many times slower. framescope
+binds the cores it is given, sizes torch's intra-op pool to them, and says so when the configuration or the
+machine oversubscribes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from framescope.errors import DeviceError
+
+
+@dataclass(slots=True)
+class ThreadPlan:
+    cores: list[int] | None
+    """The cores the process runs on after binding (None where the OS cannot tell)."""
+    bound: bool
+    """Whether ``--core-bind`` changed the affinity."""
+    torch_threads: int
+    decode_threads: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _core_text(cores: list[int]) -> str:
+    if not cores:
+        return "none"
+    runs, start, prev = [], cores[0], cores[0]
+    for core in [*cores[1:], None]:
+        if core is not None and core == prev + 1:
+            prev = core
+            continue
+        runs.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if core is not None:
+            start = prev = core
+    return ",".join(runs)
+
+
+def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, list[str]]:
+    """Bind the process to ``cores`` (None: leave the affinity alone). Returns (cores, bound, warnings)."""
+    warnings: list[str] = []
+    can_bind = hasattr(os, "sched_setaffinity") and sys.platform.startswith("linux")
+    current = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    if cores is None:
+        return current, False, warnings
+    if not can_bind:
+        warnings.append("--core-bind works on Linux only; the process was not bound.")
+        return current, False, warnings
+    total = os.cpu_count() or 0
+    missing = [c for c in cores if c >= total]
+    if missing:
+        raise DeviceError(
+            f"--core-bind asks for core(s) {_core_text(missing)}, which do not exist: this machine has cores "
+            f"0-{total - 1}; pass cores within that range or 'all'."
+        )
+    try:
+        os.sched_setaffinity(0, cores)
+    except OSError:
+        allowed = _core_text(current or [])
+        raise DeviceError(
+            f"--core-bind {_core_text(list(cores))}: the OS refused (this process may only use cores "
+            f"{allowed}, e.g. inside a container); pass cores from that set."
+        ) from None
+    return sorted(os.sched_getaffinity(0)), True, warnings
+
+
+def plan_threads(
+    cores: list[int] | None,
+    *,
+    torch_threads: int | None,
+    decode_threads: int,
+    load_average: float | None = None,
+) -> tuple[int, int, list[str]]:
+    """Pick torch and decode thread counts for ``cores``, with warnings where they oversubscribe.
+
+    In the synchronous pipeline decoding and the model take turns, so each may use every bound core;
+    more torch threads than cores is reported, as is load from other processes.
+    """
+    warnings: list[str] = []
+    available = len(cores) if cores else (os.cpu_count() or 1)
+    torch_n = torch_threads or available
+    decode_n = decode_threads or available
+    if torch_n > available:
+        warnings.append(
+            f"{torch_n} torch threads on {available} core(s) oversubscribe the CPU: threads will wait for "
+            "each other and stage times will inflate; drop --torch-threads or bind more cores."
+        )
+    if decode_n > available:
+        warnings.append(
+            f"{decode_n} decode threads on {available} core(s) oversubscribe the CPU; lower --decode-threads."
+        )
+    if load_average is not None and load_average > 0.5 * available:
+        warnings.append(
+            f"the machine was already busy when the run started (1-minute load {load_average:.1f} on "
+            f"{available} core(s)): other processes compete for the cores and will inflate timings."
+        )
+    return torch_n, decode_n, warnings
+
+
+def configure_threads(
+    cores: tuple[int, ...] | None, *, torch_threads: int | None, decode_threads: int
+) -> ThreadPlan:
+    """Bind, then size torch's and OpenCV's thread pools to the bound cores."""
+    import cv2
+
+    try:
+        load: float | None = os.getloadavg()[0]
+    except OSError:
+        load = None
+    bound_cores, bound, warnings = bind_cores(cores)
+    torch_n, decode_n, more = plan_threads(
+        bound_cores, torch_threads=torch_threads, decode_threads=decode_threads, load_average=load
+    )
+    torch.set_num_threads(torch_n)
+    cv2.setNumThreads(decode_n)
+    return ThreadPlan(bound_cores, bound, torch_n, decode_n, warnings + more)

@@ -1,0 +1,82 @@
+"""A run read back from its directory: the unit every report, diagnosis and comparison works on."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from framescope.errors import FramescopeError
+from framescope.records._schema import COLUMNS
+from framescope.records._summary import summarize
+from framescope.records._writer import CONFIG_FILE, SUMMARY_FILE, SYSTEM_FILE
+
+
+@dataclass
+class RunResult:
+    """One run: where it lives, how it was configured, the machine, the per-batch rows and the summary."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    system: dict[str, Any]
+    rows: pd.DataFrame
+    summary: dict[str, Any]
+    csv_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", "unknown"))
+
+    @property
+    def fps(self) -> float | None:
+        """Steady-state frames per second."""
+        value = self.summary.get("steady_fps")
+        return float(value) if value is not None else None
+
+
+def read_rows(csv_path: Path) -> pd.DataFrame:
+    """The CSV as a DataFrame; a last line cut short by a killed process is dropped."""
+    rows = pd.read_csv(csv_path)
+    if not rows.empty and rows.iloc[-1][["total_step_latency_ms", "frames"]].isna().any():
+        rows = rows.iloc[:-1]
+    for column in COLUMNS:
+        if column not in rows:
+            rows[column] = pd.NA
+    return rows
+
+
+def load_run(path: str | os.PathLike[str]) -> RunResult:
+    """Read a run directory written by ``framescope run``.
+
+    A run that was killed has no ``summary.json``; its summary is recomputed from the rows on disk and marked
+    ``status: incomplete``.
+    """
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise FramescopeError(
+            f"run directory {str(run_dir)!r} does not exist; pass a directory made by framescope run."
+        )
+    csvs = sorted(run_dir.glob("M_*_P_*_metrics.csv"))
+    if not csvs:
+        raise FramescopeError(
+            f"{str(run_dir)!r} holds no M_*_P_*_metrics.csv; is it a framescope run directory?"
+        )
+    rows = read_rows(csvs[0])
+    config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).exists() else {}
+    system = json.loads((run_dir / SYSTEM_FILE).read_text()) if (run_dir / SYSTEM_FILE).exists() else {}
+    summary_path = run_dir / SUMMARY_FILE
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+    else:
+        summary = summarize(rows)
+        summary["status"] = "incomplete"
+        summary["note"] = "no summary.json (the run was killed); summary recomputed from the rows on disk"
+    return RunResult(
+        run_dir=run_dir, config=config or {}, system=system, rows=rows, summary=summary, csv_path=csvs[0]
+    )

@@ -1,0 +1,64 @@
+"""The metrics CSV: the seed's six columns first, in the seed's order, then framescope's own."""
+
+from __future__ import annotations
+
+SEED_COLUMNS = (
+    "step",
+    "read_latency_ms",
+    "prep_latency_ms",
+    "exec_latency_ms",
+    "total_step_latency_ms",
+    "loss",
+)
+
+STAGE_COLUMNS = {
+    "read": "read_latency_ms",
+    "h2d": "h2d_latency_ms",
+    "prep": "prep_latency_ms",
+    "d2h": "d2h_latency_ms",
+    "exec": "exec_latency_ms",
+}
+"""Stage name (as in NVTX ranges and traces) -> its latency column."""
+
+EXTRA_COLUMNS = (
+    "h2d_latency_ms",
+    "d2h_latency_ms",
+    "batch_size",
+    "frames",
+    "fps",
+    "warmup",
+    "profiled",
+    "cpu_time_ms",
+    "step_start_s",
+    "first_frame",
+    "first_pts_s",
+    "last_pts_s",
+)
+
+COLUMNS = SEED_COLUMNS + EXTRA_COLUMNS
+
+COLUMN_DOCS = {
+    "step": "0-based batch number",
+    "read_latency_ms": "reading and decoding the batch's frames into a uint8 tensor (colour conversion too)",
+    "prep_latency_ms": "the preprocessing transforms (on the device chosen by --prep-on-gpu)",
+    "exec_latency_ms": "the model: forward in inference; forward, loss, backward, optimizer step in retrain",
+    "total_step_latency_ms": "wall time of the whole step, first stage start to last stage end",
+    "loss": "training loss (retrain mode; empty in inference)",
+    "h2d_latency_ms": "host-to-device copy of the batch (empty when nothing is copied)",
+    "d2h_latency_ms": "device-to-host copy (GPU preprocessing feeding a CPU model; empty otherwise)",
+    "batch_size": "the configured batch size",
+    "frames": "frames actually in this batch (the last batch may be short)",
+    "fps": "frames / total_step_latency_ms",
+    "warmup": "1 for warm-up steps, which the summary leaves out",
+    "profiled": "1 for steps traced by torch.profiler (its overhead inflates them; left out of the summary)",
+    "cpu_time_ms": "CPU time of the whole process during the step (all threads)",
+    "step_start_s": "when the step started, seconds after the first step started",
+    "first_frame": "index of the batch's first frame in the input",
+    "first_pts_s": "presentation timestamp of the batch's first frame (seconds)",
+    "last_pts_s": "presentation timestamp of the batch's last frame (seconds)",
+}
+
+
+def metrics_filename(model_name: str, pid: int) -> str:
+    """The seed's CSV name."""
+    return f"M_{model_name}_P_{pid}_metrics.csv"

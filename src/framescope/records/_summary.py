@@ -1,0 +1,84 @@
+"""The run summary: throughput and per-stage percentiles over the steady state (warm-up and profiled steps
+left out), computed from the rows alone so a killed run can be summarised after the fact."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from framescope.records._schema import STAGE_COLUMNS
+
+PERCENTILES = (50, 95, 99)
+
+
+def stage_stats(values: pd.Series) -> dict[str, float]:
+    data = values.dropna().to_numpy(dtype=float)
+    if data.size == 0:
+        return {}
+    p50, p95, p99 = np.percentile(data, PERCENTILES)
+    return {
+        "mean_ms": float(data.mean()),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "min_ms": float(data.min()),
+        "max_ms": float(data.max()),
+        "count": int(data.size),
+    }
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def summarize(rows: pd.DataFrame) -> dict[str, Any]:
+    """Throughput and latency statistics of a run's rows."""
+    if rows.empty:
+        return {"steps": 0, "frames": 0, "steady_steps": 0, "stages": {}, "note": "no steps were recorded"}
+    excluded = (rows["warmup"].fillna(0) > 0) | (rows["profiled"].fillna(0) > 0)
+    steady = rows[~excluded]
+    note = None
+    if steady.empty:
+        steady = rows
+        note = "every step was a warm-up or profiled step; statistics include them"
+    stages: dict[str, dict[str, float]] = {}
+    for column in [*STAGE_COLUMNS.values(), "total_step_latency_ms"]:
+        if column in steady and steady[column].notna().any():
+            stages[column] = stage_stats(steady[column])
+    first_start = float(rows["step_start_s"].iloc[0])
+    last_end = float(rows["step_start_s"].iloc[-1] + rows["total_step_latency_ms"].iloc[-1] / 1000.0)
+    wall = max(last_end - first_start, 1e-12)
+    frames = int(rows["frames"].sum())
+    steady_frames = int(steady["frames"].sum())
+    steady_time = float(steady["total_step_latency_ms"].sum()) / 1000.0
+    stage_means = {c: s["mean_ms"] for c, s in stages.items() if c != "total_step_latency_ms"}
+    total_mean = stages.get("total_step_latency_ms", {}).get("mean_ms", float("nan"))
+    summary: dict[str, Any] = {
+        "steps": len(rows),
+        "frames": frames,
+        "wall_time_s": wall,
+        "avg_fps": frames / wall,
+        "steady_steps": len(steady),
+        "steady_frames": steady_frames,
+        "steady_fps": _finite(steady_frames / steady_time) if steady_time > 0 else None,
+        "excluded_steps": {
+            "warmup": int((rows["warmup"].fillna(0) > 0).sum()),
+            "profiled": int(((rows["profiled"].fillna(0) > 0) & (rows["warmup"].fillna(0) == 0)).sum()),
+        },
+        "stages": stages,
+        "stage_sum_over_total": _finite(sum(stage_means.values()) / total_mean) if stage_means else None,
+        "pace_stage": max(stage_means, key=lambda c: stage_means[c]) if stage_means else None,
+    }
+    if "loss" in steady and steady["loss"].notna().any():
+        losses = steady["loss"].dropna()
+        summary["loss"] = {
+            "first": float(losses.iloc[0]),
+            "last": float(losses.iloc[-1]),
+            "mean": float(losses.mean()),
+        }
+    if note:
+        summary["note"] = note
+    return summary

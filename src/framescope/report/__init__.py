@@ -1,0 +1,5 @@
+"""Renderers: they read finished runs and print or write them, never measure."""
+
+from framescope.report.console import summary_lines, summary_table, system_table
+
+__all__ = ["summary_lines", "summary_table", "system_table"]

@@ -1,0 +1,83 @@
+"""What every source yields: frames with their stream timestamp and arrival time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+
+from framescope.instrument.clock import Clock, monotonic
+
+
+@dataclass(slots=True)
+class Frame:
+    """One decoded frame."""
+
+    image: np.ndarray
+    """Height x width x 3, uint8, RGB."""
+    index: int
+    """0-based position of the frame in what the source delivered."""
+    pts_s: float | None
+    """Presentation timestamp in seconds on the stream's clock; None where the source has none (images)."""
+    arrival_s: float
+    """When the source handed the frame over, on the run's clock (seconds)."""
+
+
+@dataclass(slots=True)
+class SourceInfo:
+    """What a source is, for the run's log and ``summary.json``."""
+
+    kind: str
+    """``file``, ``camera``, ``stream``, ``images`` or ``synthetic``."""
+    uri: str
+    decoder: str
+    live: bool
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    """Nominal frame rate where the container states one (variable-rate clips still report one)."""
+    frame_count: int | None = None
+    """Frames in a finite source where known up front."""
+    codec: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Source:
+    """A frame source. ``open()`` fails fast with a :class:`~framescope.errors.SourceError` when the input is
+    missing, empty, corrupt or unreachable; ``read()`` returns the next frame or None at the end of the input.
+    Sources do not batch, time stages or know the model."""
+
+    info: SourceInfo
+
+    def __init__(self, clock: Clock = monotonic) -> None:
+        self.clock = clock
+        self.frames_read = 0
+        self.frames_skipped = 0
+        """Frames or files that could not be decoded and were skipped."""
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the input; safe to call twice."""
+
+    def _frame(self, image: np.ndarray, pts_s: float | None) -> Frame:
+        frame = Frame(image=image, index=self.frames_read, pts_s=pts_s, arrival_s=self.clock())
+        self.frames_read += 1
+        return frame
+
+    def __enter__(self) -> Source:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,137 @@
+"""cv2.VideoCapture: the seed's reader, for files, cameras and network streams."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from framescope.errors import SourceError
+from framescope.instrument.clock import Clock, monotonic
+from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._files import check_video_file, not_a_video
+from framescope.sources._spec import SourceSpec
+
+
+def _fourcc_text(code: float) -> str | None:
+    value = int(code)
+    if value <= 0:
+        return None
+    text = "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4)).strip("\x00 ")
+    return text or None
+
+
+class OpenCVSource(Source):
+    """Reads with ``cv2.VideoCapture`` and converts BGR to RGB (part of the read stage, as in the seed)."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        clock: Clock = monotonic,
+        threads: int = 0,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(clock)
+        self.spec = spec
+        self.threads = threads
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._cap: object | None = None
+        self._pending: np.ndarray | None = None
+        self._pending_pts: float | None = None
+        self.info = SourceInfo(kind=spec.kind, uri=spec.target, decoder="opencv", live=spec.live)
+
+    def open(self) -> None:
+        import cv2
+
+        spec = self.spec
+        if spec.kind == "file":
+            check_video_file(spec.target)
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout_s * 1000),
+        ]
+        if self.threads > 0:
+            params += [cv2.CAP_PROP_N_THREADS, self.threads]
+        if spec.kind == "camera":
+            index = int(spec.target)
+            cap = cv2.VideoCapture(index)
+            if not cap.isOpened():
+                device = f"/dev/video{index}"
+                hint = "" if os.path.exists(device) else f" ({device} does not exist)"
+                raise SourceError(
+                    f"camera {index} could not be opened{hint}; check the camera is connected and not in "
+                    "use, or pass a video file."
+                )
+        else:
+            if spec.kind == "stream" and spec.target.lower().startswith("rtsp"):
+                # TCP interleaving is what works through NAT and firewalls; UDP silently loses frames.
+                os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+            cap = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+            if not cap.isOpened():
+                cap.release()
+                if spec.kind == "stream":
+                    raise SourceError(
+                        f"stream {spec.target} could not be opened within {self.open_timeout_s:g} s; check "
+                        "the URL and that the server is up, or raise --open-timeout."
+                    )
+                raise not_a_video(spec.target, "OpenCV could not open it")
+        self._cap = cap
+        ok, bgr = cap.read()
+        if not ok or bgr is None:
+            cap.release()
+            self._cap = None
+            if spec.kind == "stream":
+                raise SourceError(
+                    f"stream {spec.target} opened but sent no frame within {self.read_timeout_s:g} s; "
+                    "check the stream, or raise --read-timeout."
+                )
+            if spec.kind == "camera":
+                raise SourceError(f"camera {spec.target} opened but delivered no frame; check the device.")
+            raise not_a_video(spec.target, "no decodable video frame")
+        self._pending = bgr
+        self._pending_pts = self._position_s(cap)
+        fps = float(cap.get(cv2.CAP_PROP_FPS)) or None
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.info.width, self.info.height = int(bgr.shape[1]), int(bgr.shape[0])
+        self.info.fps = fps
+        self.info.frame_count = count if count > 0 and spec.kind == "file" else None
+        self.info.codec = _fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
+
+    @staticmethod
+    def _position_s(cap: object) -> float | None:
+        import cv2
+
+        msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))  # type: ignore[attr-defined]
+        return msec / 1000.0 if msec >= 0 else None
+
+    def read(self) -> Frame | None:
+        import cv2
+
+        if self._cap is None:
+            return None
+        if self._pending is not None:
+            bgr, pts = self._pending, self._pending_pts
+            self._pending = None
+        else:
+            started = self.clock()
+            ok, bgr = self._cap.read()  # type: ignore[attr-defined]
+            if not ok or bgr is None:
+                if self.spec.live and self.clock() - started >= self.read_timeout_s:
+                    raise SourceError(
+                        f"{self.spec.kind} {self.spec.target} sent no frame for {self.read_timeout_s:g} s; "
+                        "check the stream, or raise --read-timeout."
+                    )
+                return None
+            pts = self._position_s(self._cap)
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return self._frame(rgb, pts)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()  # type: ignore[attr-defined]
+            self._cap = None

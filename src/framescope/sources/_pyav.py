@@ -1,0 +1,152 @@
+"""PyAV (FFmpeg) reader for files, network streams and V4L2 cameras.
+
+Packets are demuxed and decoded one at a time so a corrupt packet in the middle of a file is skipped and
+counted instead of ending the run.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from framescope.errors import SourceError
+from framescope.instrument.clock import Clock, monotonic
+from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._files import check_video_file, not_a_video
+from framescope.sources._spec import SourceSpec
+
+MAX_CONSECUTIVE_BAD_PACKETS = 50
+
+
+class PyAVSource(Source):
+    """Decodes with PyAV; frames are converted to RGB by FFmpeg's swscale (part of the read stage)."""
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        clock: Clock = monotonic,
+        threads: int = 0,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(clock)
+        self.spec = spec
+        self.threads = threads
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._container: Any = None
+        self._stream: Any = None
+        self._packets: Iterator[Any] | None = None
+        self._decoded: deque[Any] = deque()
+        self.info = SourceInfo(kind=spec.kind, uri=spec.target, decoder="pyav", live=spec.live)
+
+    def open(self) -> None:
+        import av
+
+        spec = self.spec
+        options: dict[str, str] = {}
+        target = spec.target
+        kwargs: dict[str, Any] = {"timeout": (self.open_timeout_s, self.read_timeout_s)}
+        if spec.kind == "file":
+            check_video_file(target)
+        elif spec.kind == "camera":
+            target = f"/dev/video{spec.target}"
+            kwargs["format"] = "v4l2"
+        elif target.lower().startswith("rtsp"):
+            options["rtsp_transport"] = "tcp"
+        try:
+            self._container = av.open(target, options=options, **kwargs)
+        except av.error.ExitError:
+            raise SourceError(
+                f"{spec.kind} {spec.target} could not be opened within {self.open_timeout_s:g} s; check the "
+                "address and that the server is up, or raise --open-timeout."
+            ) from None
+        except (av.error.FileNotFoundError, av.error.OSError) as exc:
+            if spec.kind == "camera":
+                raise SourceError(
+                    f"camera {spec.target} could not be opened ({exc.strerror}); check the camera is "
+                    "connected and not in use, or pass a video file."
+                ) from None
+            if spec.kind == "stream":
+                raise SourceError(
+                    f"stream {spec.target} could not be opened ({exc.strerror}); check the URL and that the "
+                    "server is up."
+                ) from None
+            raise not_a_video(spec.target, str(exc.strerror)) from None
+        except av.FFmpegError as exc:
+            raise not_a_video(spec.target, str(getattr(exc, "strerror", exc))) from None
+        if not self._container.streams.video:
+            self.close()
+            raise not_a_video(spec.target, "it has no video stream")
+        stream = self._container.streams.video[0]
+        if self.threads != 1:
+            stream.thread_type = "AUTO"
+            if self.threads > 1:
+                stream.thread_count = self.threads
+        self._stream = stream
+        self._packets = self._container.demux(stream)
+        first = self._next_decoded()
+        if first is None:
+            self.close()
+            if spec.live:
+                raise SourceError(
+                    f"{spec.kind} {spec.target} opened but sent no frame within {self.read_timeout_s:g} s; "
+                    "check the source, or raise --read-timeout."
+                )
+            raise not_a_video(spec.target, "no decodable video frame")
+        self._decoded.appendleft(first)
+        rate = stream.average_rate or stream.guessed_rate
+        self.info.width, self.info.height = int(first.width), int(first.height)
+        self.info.fps = float(rate) if rate else None
+        self.info.frame_count = int(stream.frames) if stream.frames and spec.kind == "file" else None
+        self.info.codec = stream.codec_context.name
+
+    def _next_decoded(self) -> Any:
+        """The next decoded frame, skipping packets FFmpeg cannot decode; None at the end of the input."""
+        import av
+
+        bad_in_a_row = 0
+        while not self._decoded:
+            if self._packets is None:
+                return None
+            try:
+                packet = next(self._packets)
+            except StopIteration:
+                self._packets = None
+                return None
+            except av.error.ExitError:
+                raise SourceError(
+                    f"{self.spec.kind} {self.spec.target} sent no data for {self.read_timeout_s:g} s; check "
+                    "the source, or raise --read-timeout."
+                ) from None
+            except av.FFmpegError:
+                # A demuxing error mid-file: treat what was read as the whole input.
+                self.frames_skipped += 1
+                self._packets = None
+                return None
+            try:
+                self._decoded.extend(packet.decode())
+                bad_in_a_row = 0
+            except av.FFmpegError:
+                self.frames_skipped += 1
+                bad_in_a_row += 1
+                if bad_in_a_row >= MAX_CONSECUTIVE_BAD_PACKETS:
+                    self._packets = None
+                    return None
+        return self._decoded.popleft()
+
+    def read(self) -> Frame | None:
+        frame = self._next_decoded()
+        if frame is None:
+            return None
+        image = frame.to_ndarray(format="rgb24")
+        return self._frame(image, frame.time)
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+            self._packets = None
+            self._decoded.clear()
