@@ -6,13 +6,36 @@ The public API is small::
     config = framescope.RunConfig.from_flat(model_name="resnet50", input_path="video.mp4", batch_size=8)
     result = framescope.run(config)   # a RunResult: .summary (dict), .rows (pandas DataFrame), .run_dir
     again = framescope.load_run(result.run_dir)
+
+Names are imported on first use, so ``framescope --help`` and argument errors answer without loading torch.
 """
 
-from framescope._run import RunObserver, StartInfo, run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from framescope._version import __version__
-from framescope.config import ModelConfig, PreprocessConfig, ProfileConfig, RunConfig, SourceConfig
-from framescope.errors import FramescopeError
-from framescope.records import RunResult, load_run
+
+if TYPE_CHECKING:
+    from framescope._run import RunObserver, StartInfo, run
+    from framescope.config import ModelConfig, PreprocessConfig, ProfileConfig, RunConfig, SourceConfig
+    from framescope.errors import FramescopeError
+    from framescope.records import RunResult, load_run
+
+_EXPORTS = {
+    "run": "framescope._run",
+    "RunObserver": "framescope._run",
+    "StartInfo": "framescope._run",
+    "RunConfig": "framescope.config",
+    "ModelConfig": "framescope.config",
+    "PreprocessConfig": "framescope.config",
+    "ProfileConfig": "framescope.config",
+    "SourceConfig": "framescope.config",
+    "FramescopeError": "framescope.errors",
+    "RunResult": "framescope.records",
+    "load_run": "framescope.records",
+}
 
 __all__ = [
     "FramescopeError",
@@ -28,3 +51,16 @@ __all__ = [
     "load_run",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'framescope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

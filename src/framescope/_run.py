@@ -30,6 +30,7 @@ from framescope.pipeline import (
     ThreadPlan,
     Transfer,
     configure_threads,
+    restore_threads,
     run_sync,
     to_device,
 )
@@ -150,6 +151,30 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
     threads = configure_threads(
         config.cores, torch_threads=config.torch_threads, decode_threads=config.source.decode_threads
     )
+    try:
+        return _run_bound(
+            config,
+            watcher=watcher,
+            clock=clock,
+            threads=threads,
+            prep_device=prep_device,
+            model_device=model_device,
+            started_at=started_at,
+        )
+    finally:
+        restore_threads(threads)
+
+
+def _run_bound(
+    config: RunConfig,
+    *,
+    watcher: RunObserver,
+    clock: Clock,
+    threads: ThreadPlan,
+    prep_device: torch.device,
+    model_device: torch.device,
+    started_at: float,
+) -> RunResult:
     ensure_writable_dir(Path(config.output_dir))
     task = task_of(config.model.name)
     if config.model.mode == "retrain" and config.model.compile and model_device.type == "cpu":
@@ -181,7 +206,12 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
 
         pid = os.getpid()
         run_name = config.run_name or f"{config.model.name}_{time.strftime('%Y%m%d-%H%M%S')}_P{pid}"
-        writer = RunWriter.create(Path(config.output_dir), run_name, metrics_filename(config.model.name, pid))
+        writer = RunWriter.create(
+            Path(config.output_dir),
+            run_name,
+            metrics_filename(config.model.name, pid),
+            unique=config.run_name is None,
+        )
         system = system_info.collect()
         system["threads"] = dataclasses.asdict(threads)
         writer.write_text(CONFIG_FILE, config.to_yaml())

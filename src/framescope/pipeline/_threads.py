@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from framescope._cv2 import import_cv2
 from framescope.errors import DeviceError
 
 
@@ -26,6 +27,8 @@ class ThreadPlan:
     torch_threads: int
     decode_threads: int
     warnings: list[str] = field(default_factory=list)
+    previous: tuple[list[int] | None, int, int] | None = field(default=None, repr=False)
+    """(affinity, torch threads, OpenCV threads) before :func:`configure_threads`, to restore after."""
 
 
 def _core_text(cores: list[int]) -> str:
@@ -107,16 +110,29 @@ def configure_threads(
     cores: tuple[int, ...] | None, *, torch_threads: int | None, decode_threads: int
 ) -> ThreadPlan:
     """Bind, then size torch's and OpenCV's thread pools to the bound cores."""
-    import cv2
+    cv2 = import_cv2()
 
     try:
         load: float | None = os.getloadavg()[0]
     except OSError:
         load = None
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    previous = (affinity, torch.get_num_threads(), cv2.getNumThreads())
     bound_cores, bound, warnings = bind_cores(cores)
     torch_n, decode_n, more = plan_threads(
         bound_cores, torch_threads=torch_threads, decode_threads=decode_threads, load_average=load
     )
     torch.set_num_threads(torch_n)
     cv2.setNumThreads(decode_n)
-    return ThreadPlan(bound_cores, bound, torch_n, decode_n, warnings + more)
+    return ThreadPlan(bound_cores, bound, torch_n, decode_n, warnings + more, previous)
+
+
+def restore_threads(plan: ThreadPlan) -> None:
+    """Undo :func:`configure_threads`, so a run started from Python leaves its caller as it found it."""
+    if plan.previous is None:
+        return
+    affinity, torch_n, cv2_n = plan.previous
+    if plan.bound and affinity is not None:
+        os.sched_setaffinity(0, affinity)
+    torch.set_num_threads(torch_n)
+    import_cv2().setNumThreads(cv2_n)

@@ -54,18 +54,24 @@ class RunWriter:
         self.rows_written = 0
 
     @classmethod
-    def create(cls, parent: Path, name: str, csv_name: str) -> RunWriter:
+    def create(cls, parent: Path, name: str, csv_name: str, *, unique: bool = False) -> RunWriter:
+        """Create ``parent/name``; with ``unique``, a taken name gets a ``-2``, ``-3``... suffix instead of
+        being an error (for generated names, which two quick runs can share)."""
         ensure_writable_dir(parent)
-        run_dir = parent / name
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            raise OutputError(
-                f"run directory {str(run_dir)!r} already exists; pass another --run-name or --output-dir."
-            ) from None
-        except OSError as exc:
-            raise OutputError(f"cannot create run directory {str(run_dir)!r} ({exc.strerror}).") from None
-        return cls(run_dir, csv_name)
+        for attempt in range(1, 1000):
+            run_dir = parent / (name if attempt == 1 else f"{name}-{attempt}")
+            try:
+                run_dir.mkdir()
+                return cls(run_dir, csv_name)
+            except FileExistsError:
+                if not unique:
+                    raise OutputError(
+                        f"run directory {str(run_dir)!r} already exists; pass another --run-name or "
+                        "--output-dir."
+                    ) from None
+            except OSError as exc:
+                raise OutputError(f"cannot create run directory {str(run_dir)!r} ({exc.strerror}).") from None
+        raise OutputError(f"too many runs named {name!r} in {str(parent)!r}; pass --run-name.")
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.run_dir / name

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
-from framescope.sources._synthetic import pattern_frame
+from framescope.sources._synthetic import noise_field, pattern_frame
 
 
 def write_clip(
@@ -49,9 +47,9 @@ def write_clip(
                 stream.options = {"preset": "ultrafast", "crf": str(crf)}
             if pts_ms is not None:
                 stream.codec_context.time_base = Fraction(1, 1000)
-            rng = np.random.default_rng(0)
+            noise = noise_field(width, height)
             for index in range(frames):
-                frame = av.VideoFrame.from_ndarray(pattern_frame(width, height, index, rng), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(pattern_frame(width, height, index, noise), format="rgb24")
                 if pts_ms is not None:
                     frame.pts = int(pts_ms[index])
                     frame.time_base = Fraction(1, 1000)

@@ -7,6 +7,7 @@ import os
 import re
 from pathlib import Path
 
+from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import Frame, Source, SourceInfo
@@ -52,7 +53,7 @@ class ImageFolderSource(Source):
         self.info.frame_count = len(self.files)
 
     def read(self) -> Frame | None:
-        import cv2
+        cv2 = import_cv2()
 
         while self._next < len(self.files):
             path = self.files[self._next]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
+from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import Frame, Source, SourceInfo
@@ -38,13 +40,14 @@ class OpenCVSource(Source):
         self.threads = threads
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
-        self._cap: object | None = None
+        self._cap: Any = None
+        self._cv2: Any = None
         self._pending: np.ndarray | None = None
         self._pending_pts: float | None = None
         self.info = SourceInfo(kind=spec.kind, uri=spec.target, decoder="opencv", live=spec.live)
 
     def open(self) -> None:
-        import cv2
+        self._cv2 = cv2 = import_cv2()
 
         spec = self.spec
         if spec.kind == "file":
@@ -76,8 +79,9 @@ class OpenCVSource(Source):
                 cap.release()
                 if spec.kind == "stream":
                     raise SourceError(
-                        f"stream {spec.target} could not be opened within {self.open_timeout_s:g} s; check "
-                        "the URL and that the server is up, or raise --open-timeout."
+                        f"stream {spec.target} could not be opened (refused, unreachable, or no answer "
+                        f"within {self.open_timeout_s:g} s); check the URL and that the server is up, or "
+                        "raise --open-timeout."
                     )
                 raise not_a_video(spec.target, "OpenCV could not open it")
         self._cap = cap
@@ -102,16 +106,11 @@ class OpenCVSource(Source):
         self.info.frame_count = count if count > 0 and spec.kind == "file" else None
         self.info.codec = _fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
 
-    @staticmethod
-    def _position_s(cap: object) -> float | None:
-        import cv2
-
-        msec = float(cap.get(cv2.CAP_PROP_POS_MSEC))  # type: ignore[attr-defined]
+    def _position_s(self, cap: Any) -> float | None:
+        msec = float(cap.get(self._cv2.CAP_PROP_POS_MSEC))
         return msec / 1000.0 if msec >= 0 else None
 
     def read(self) -> Frame | None:
-        import cv2
-
         if self._cap is None:
             return None
         if self._pending is not None:
@@ -119,7 +118,7 @@ class OpenCVSource(Source):
             self._pending = None
         else:
             started = self.clock()
-            ok, bgr = self._cap.read()  # type: ignore[attr-defined]
+            ok, bgr = self._cap.read()
             if not ok or bgr is None:
                 if self.spec.live and self.clock() - started >= self.read_timeout_s:
                     raise SourceError(
@@ -128,10 +127,10 @@ class OpenCVSource(Source):
                     )
                 return None
             pts = self._position_s(self._cap)
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
         return self._frame(rgb, pts)
 
     def close(self) -> None:
         if self._cap is not None:
-            self._cap.release()  # type: ignore[attr-defined]
+            self._cap.release()
             self._cap = None

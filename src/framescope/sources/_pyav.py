@@ -63,20 +63,19 @@ class PyAVSource(Source):
                 f"{spec.kind} {spec.target} could not be opened within {self.open_timeout_s:g} s; check the "
                 "address and that the server is up, or raise --open-timeout."
             ) from None
-        except (av.error.FileNotFoundError, av.error.OSError) as exc:
+        except av.FFmpegError as exc:
+            reason = str(getattr(exc, "strerror", None) or exc)
             if spec.kind == "camera":
                 raise SourceError(
-                    f"camera {spec.target} could not be opened ({exc.strerror}); check the camera is "
+                    f"camera {spec.target} could not be opened ({reason}); check the camera is "
                     "connected and not in use, or pass a video file."
                 ) from None
             if spec.kind == "stream":
                 raise SourceError(
-                    f"stream {spec.target} could not be opened ({exc.strerror}); check the URL and that the "
+                    f"stream {spec.target} could not be opened ({reason}); check the URL and that the "
                     "server is up."
                 ) from None
-            raise not_a_video(spec.target, str(exc.strerror)) from None
-        except av.FFmpegError as exc:
-            raise not_a_video(spec.target, str(getattr(exc, "strerror", exc))) from None
+            raise not_a_video(spec.target, reason) from None
         if not self._container.streams.video:
             self.close()
             raise not_a_video(spec.target, "it has no video stream")

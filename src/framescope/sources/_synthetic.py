@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from framescope.instrument.clock import Clock, monotonic
@@ -11,20 +13,34 @@ SYNTHETIC_FPS = 30.0
 _DISTINCT_FRAMES = 8
 
 
-def pattern_frame(width: int, height: int, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
-    """A moving colour gradient with a bright square: structured enough for a codec, cheap to make."""
+@lru_cache(maxsize=8)
+def _gradients(width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:height, 0:width]
+    horizontal = (xx * 255 // max(width - 1, 1)).astype(np.uint8)
+    vertical = (yy * 255 // max(height - 1, 1)).astype(np.uint8)
+    diagonal = (((xx + yy) // 4) % 256).astype(np.uint8)
+    return horizontal, vertical, diagonal
+
+
+def noise_field(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Fixed per-pixel noise, so a codec has real detail to encode."""
+    return np.random.default_rng(seed).integers(0, 16, size=(height, width, 1), dtype=np.uint8)
+
+
+def pattern_frame(width: int, height: int, index: int, noise: np.ndarray | None = None) -> np.ndarray:
+    """A moving colour gradient with a bright square: structured enough for a codec, cheap to make."""
+    horizontal, vertical, diagonal = _gradients(width, height)
     image = np.empty((height, width, 3), dtype=np.uint8)
-    image[..., 0] = (xx * 255 // max(width - 1, 1) + index * 3) % 256
-    image[..., 1] = (yy * 255 // max(height - 1, 1) + index * 2) % 256
-    image[..., 2] = ((xx + yy) // 4 + index * 5) % 256
+    # uint8 arithmetic wraps around, which is the modulo-256 scroll we want.
+    np.add(horizontal, np.uint8(index * 3 % 256), out=image[..., 0])
+    np.add(vertical, np.uint8(index * 2 % 256), out=image[..., 1])
+    np.add(diagonal, np.uint8(index * 5 % 256), out=image[..., 2])
+    if noise is not None:
+        image += noise
     side = max(2, min(width, height) // 6)
     x0 = (index * 7) % max(width - side, 1)
     y0 = (index * 3) % max(height - side, 1)
     image[y0 : y0 + side, x0 : x0 + side] = 255
-    if rng is not None:
-        noise = rng.integers(0, 16, size=(height, width, 1), dtype=np.uint8)
-        image = np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return image
 
 
@@ -51,8 +67,8 @@ class SyntheticSource(Source):
         )
 
     def open(self) -> None:
-        rng = np.random.default_rng(self.seed)
-        self._images = [pattern_frame(self.width, self.height, i, rng) for i in range(_DISTINCT_FRAMES)]
+        noise = noise_field(self.width, self.height, self.seed)
+        self._images = [pattern_frame(self.width, self.height, i, noise) for i in range(_DISTINCT_FRAMES)]
 
     def read(self) -> Frame | None:
         if self.frames is not None and self.frames_read >= self.frames:

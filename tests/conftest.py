@@ -1,0 +1,149 @@
+"""Shared fixtures: generated clips (never downloaded), clean global state between tests, GPU gating."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from framescope.sources import write_clip
+
+REQUIRE_GPU = os.environ.get("FRAMESCOPE_REQUIRE_GPU") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests skip without CUDA, unless FRAMESCOPE_REQUIRE_GPU=1 says they must run (and so fail)."""
+    if torch.cuda.is_available() or REQUIRE_GPU:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run on a GPU machine with: pytest -m gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _clean_global_state(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
+    """No test may leak torch thread counts, CPU affinity, OpenCV threads, profiling switches or threads."""
+    import cv2
+
+    monkeypatch.delenv("ENABLE_PROFILING", raising=False)
+    cv2_threads = cv2.getNumThreads()
+    threads = torch.get_num_threads()
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    live_threads = {t.ident for t in threading.enumerate()}
+    yield
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == (threads, cv2_threads), "thread counts leaked"
+    if affinity is not None:
+        assert os.sched_getaffinity(0) == affinity, "CPU affinity leaked"
+    if request.node.get_closest_marker("keeps_torch_worker_threads"):
+        return
+    leaked = [
+        t.name
+        for t in threading.enumerate()
+        if t.ident not in live_threads
+        and t.is_alive()
+        and not t.daemon
+        and t is not threading.current_thread()
+    ]
+    assert not leaked, f"test leaked threads: {leaked}"
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def clip(media: Path) -> Path:
+    """320x240 H.264, 30 FPS, 36 frames."""
+    return write_clip(media / "clip.mp4", width=320, height=240, frames=36, fps=30)
+
+
+CLIP_FRAMES = 36
+
+VFR_PTS_MS = [0, 40, 80, 200, 220, 240, 600, 610, 1000, 1500, 1540, 2000]
+
+
+@pytest.fixture(scope="session")
+def vfr_clip(media: Path) -> Path:
+    """Variable frame rate: frames at irregular presentation times (VFR_PTS_MS)."""
+    return write_clip(media / "vfr.mp4", width=160, height=120, pts_ms=VFR_PTS_MS)
+
+
+@pytest.fixture(scope="session")
+def odd_clip(media: Path) -> Path:
+    """An odd frame size (161x97) in Matroska; 4:4:4 chroma because 4:2:0 needs even sizes."""
+    return write_clip(media / "odd.mkv", width=161, height=97, frames=10, pix_fmt="yuv444p")
+
+
+@pytest.fixture(scope="session")
+def ts_clip(media: Path) -> Path:
+    """MPEG-TS, streamable over plain HTTP without range requests."""
+    return write_clip(media / "clip.ts", width=160, height=120, frames=20, fps=30)
+
+
+@pytest.fixture(scope="session")
+def corrupt_video(media: Path) -> Path:
+    path = media / "corrupt.mp4"
+    path.write_bytes(os.urandom(64 * 1024))
+    return path
+
+
+@pytest.fixture(scope="session")
+def empty_video(media: Path) -> Path:
+    path = media / "empty.mp4"
+    path.write_bytes(b"")
+    return path
+
+
+@pytest.fixture(scope="session")
+def image_dir(media: Path) -> Path:
+    """Nested folders, mixed sizes, names that sort differently naturally and lexically, one broken file."""
+    import cv2
+    import numpy as np
+
+    root = media / "images"
+    (root / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {
+        "img1.png": (120, 160),
+        "img2.jpg": (120, 160),
+        "img10.png": (90, 200),
+        "sub/img3.jpg": (120, 160),
+    }.items():
+        cv2.imwrite(str(root / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    (root / "broken.jpg").write_bytes(b"not an image at all")
+    (root / "notes.txt").write_text("ignored")
+    return root
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str) -> CliResult:
+    """Run ``framescope ARGS`` in this process, capturing what it prints."""
+    from framescope.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse exits for --help and usage errors
+            code = int(exc.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    return tmp_path / "runs"

@@ -1,0 +1,388 @@
+"""The command line as a user meets it: flags, messages, exit codes, files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from tests.conftest import CLIP_FRAMES, run_cli
+
+from framescope import load_run
+from framescope.config import RunConfig
+
+SEED_FLAGS = [
+    "--model-name",
+    "--input_path",
+    "--input-path",
+    "--mode",
+    "--batch-size",
+    "--prep-level",
+    "--prep-on-gpu",
+    "--infer-on-gpu",
+    "--core-bind",
+    "--enable-compile",
+    "--use-amp",
+    "--max-steps",
+]
+MORE_FLAGS = [
+    "--output-dir",
+    "--weights",
+    "--warmup-steps",
+    "--decoder",
+    "--torch-profile",
+    "--config",
+    "--run-name",
+    "--open-timeout",
+    "--read-timeout",
+]
+
+
+def run_args(out_dir: Path, *args: str) -> list[str]:
+    return [
+        "run",
+        "--model-name",
+        "mobilenet_v3_small",
+        "--output-dir",
+        str(out_dir),
+        "--progress",
+        "log",
+        *args,
+    ]
+
+
+def one_line_error(result_err: str) -> str:
+    lines = result_err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {result_err!r}"
+    assert "Traceback" not in result_err
+    return lines[0]
+
+
+def test_help_documents_every_flag_with_its_default() -> None:
+    result = run_cli("run", "--help")
+    assert result.code == 0
+    text = " ".join(result.out.split())
+    for flag in SEED_FLAGS + MORE_FLAGS:
+        assert flag in text, flag
+    assert text.count("(default:") >= len(RunConfig.FLAT_FIELDS) - 1
+    for fragment in (
+        "frames per batch (default: 1)",
+        "(default: medium)",
+        "video decoder (default: opencv)",
+        "(default: none)",
+        "(default: until the input ends)",
+        "leading steps kept out of the summary (default: 2)",
+    ):
+        assert fragment in text, fragment
+
+
+def test_seed_command_line(clip: Path, out_dir: Path) -> None:
+    """The seed README's example, minus the GPU flags this machine cannot honour."""
+    result = run_cli(
+        "run",
+        "--model-name",
+        "resnet18",
+        "--input_path",
+        str(clip),
+        "--batch-size",
+        "16",
+        "--prep-level",
+        "medium",
+        "--core-bind",
+        "all",
+        "--use-amp",
+        "--max-steps",
+        "2",
+        "--output-dir",
+        str(out_dir),
+        "--progress",
+        "log",
+    )
+    assert result.code == 0, result.err
+    csv = next(out_dir.glob("*/M_resnet18_P_*_metrics.csv"))
+    rows = pd.read_csv(csv)
+    assert list(rows.columns[:6]) == [
+        "step",
+        "read_latency_ms",
+        "prep_latency_ms",
+        "exec_latency_ms",
+        "total_step_latency_ms",
+        "loss",
+    ]
+    assert len(rows) == 2 and list(rows["frames"]) == [16, 16]
+
+
+def test_output_shows_system_config_progress_and_summary(clip: Path, out_dir: Path) -> None:
+    result = run_cli(*run_args(out_dir, "--input-path", str(clip), "--batch-size", "4"))
+    assert result.code == 0, result.err
+    out = result.out
+    for fragment in ("system", "cpu", "torch", "gpu", "model", "mobilenet_v3_small", "timing", "host-wall"):
+        assert fragment in out, fragment
+    assert "step 0:" in out  # plain progress lines when not on a terminal
+    for fragment in ("run complete", "mean", "p50", "p95", "p99", "read", "prep", "exec", "step total"):
+        assert fragment in out, fragment
+    assert f"{CLIP_FRAMES} frames in 9 steps" in out
+    assert "FPS" in out and "run directory:" in out
+
+
+def test_config_file_with_flag_overrides(clip: Path, out_dir: Path, tmp_path: Path) -> None:
+    config_file = tmp_path / "run.yaml"
+    base = RunConfig.from_flat(
+        model_name="mobilenet_v3_small", input_path=str(clip), batch_size=2, max_steps=5
+    )
+    config_file.write_text(base.to_yaml())
+    result = run_cli("run", "--config", str(config_file), "--max-steps", "3", "--output-dir", str(out_dir))
+    assert result.code == 0, result.err
+    run = load_run(next(out_dir.iterdir()))
+    assert len(run.rows) == 3 and run.config["batch_size"] == 2
+
+
+def test_models_command_lists_names() -> None:
+    result = run_cli("models", "--task", "detection")
+    assert result.code == 0
+    names = result.out.split()
+    assert "ssd300_vgg16" in names and "resnet50" not in names
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input_path", "{missing}"], r"input '.*missing.mp4' does not exist; check --input_path"),
+        (["--input_path", "{empty}"], r"is empty \(0 bytes\)"),
+        (["--input_path", "{corrupt}"], r"is not a readable video"),
+        (["--input_path", "{corrupt}", "--decoder", "pyav"], r"is not a readable video"),
+        (
+            ["--input_path", "{clip}", "--model-name", "resnet5"],
+            r"unknown model 'resnet5'; did you mean resnet50",
+        ),
+        (["--input_path", "{clip}", "--core-bind", "0-x"], r"--core-bind '0-x' is not a core list"),
+        (["--input_path", "{clip}", "--core-bind", "900-901"], r"core\(s\) 900-901, which do not exist"),
+        (["--input_path", "{clip}", "--batch-size", "0"], r"batch_size = 0 should be a positive integer"),
+        (["--input_path", "{clip}", "--batch-size", "-2"], r"batch_size = -2 should be a positive integer"),
+        (["--input_path", "{clip}", "--max-steps", "0"], r"max_steps = 0 should be a positive integer"),
+        (
+            ["--input_path", "{clip}", "--batch-size", "two"],
+            r"argument --batch-size: invalid int value: 'two'",
+        ),
+        (["--input_path", "{clip}", "--prep-level", "max"], r"argument --prep-level: invalid choice"),
+        (["--input_path", "{clip}", "--output-dir", "{a_file}/sub"], r"cannot create --output-dir"),
+        (["--input_path", "{clip}", "--output-dir", "{a_file}"], r"exists and is not a directory"),
+        (["--input_path", "{clip}", "--weights", "{missing}"], r"weights file .* does not exist"),
+        (["--input_path", "7"], r"camera 7 could not be opened"),
+        (["--input_path", "synthetic:axb"], r"is not a synthetic source"),
+        (["--input_path", "{clip}", "--mode", "retrain", "--model-name", "r3d_18"], r"video, optical-flow"),
+        (["--model-name", "resnet18"], r"--input_path is required"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_code_2(
+    args: list[str], message: str, clip: Path, empty_video: Path, corrupt_video: Path, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    values = {
+        "missing": str(tmp_path / "missing.mp4"),
+        "empty": str(empty_video),
+        "corrupt": str(corrupt_video),
+        "clip": str(clip),
+        "a_file": str(a_file),
+    }
+    argv = ["run", "--output-dir", str(tmp_path / "runs"), *(a.format(**values) for a in args)]
+    if "--model-name" not in args:
+        argv += ["--model-name", "mobilenet_v3_small"]
+    result = run_cli(*argv)
+    assert result.code == 2
+    line = one_line_error(result.err)
+    assert line.startswith("framescope"), line
+    import re
+
+    assert re.search(message, line), line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("flag", ["--infer-on-gpu", "--prep-on-gpu"])
+def test_gpu_flags_without_cuda(flag: str, clip: Path, out_dir: Path) -> None:
+    result = run_cli(*run_args(out_dir, "--input_path", str(clip), flag))
+    assert result.code == 2
+    assert one_line_error(result.err) == (
+        f"framescope: error: {flag} needs a CUDA GPU, but no CUDA device is visible (check nvidia-smi and "
+        f"CUDA_VISIBLE_DEVICES); drop {flag} to run on the CPU."
+    )
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_stream_that_cannot_be_opened_in_time(silent_port: int, out_dir: Path, decoder: str) -> None:
+    started = time.monotonic()
+    result = run_cli(
+        *run_args(
+            out_dir,
+            "--input_path",
+            f"rtsp://127.0.0.1:{silent_port}/cam",
+            "--open-timeout",
+            "1",
+            "--read-timeout",
+            "1",
+            "--decoder",
+            decoder,
+        )
+    )
+    assert result.code == 2
+    assert "could not be opened" in one_line_error(result.err)
+    assert time.monotonic() - started < 10
+
+
+# --- real processes ---------------------------------------------------------------------------------------
+
+
+def framescope_cmd() -> list[str]:
+    return [sys.executable, "-m", "framescope"]
+
+
+@pytest.mark.slow
+def test_console_script_and_module_entry_points(out_dir: Path) -> None:
+    script = Path(sys.executable).with_name("framescope")
+    for cmd in ([str(script)], framescope_cmd()):
+        done = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=False)
+        assert done.returncode == 0 and done.stdout.startswith("framescope ")
+    bad = subprocess.run(
+        [*framescope_cmd(), "run", "--model-name", "nope_net", "--input_path", "synthetic:8x8"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("framescope: error: unknown model 'nope_net'")
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def without_file_override() -> list[str]:
+    """As root, permission bits do not stop reads; drop the capabilities that bypass them."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.slow
+def test_unreadable_video(clip: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked.mp4"
+    shutil.copy(clip, locked)
+    locked.chmod(0)
+    done = subprocess.run(
+        [
+            *without_file_override(),
+            *framescope_cmd(),
+            "run",
+            "--model-name",
+            "resnet18",
+            "--input_path",
+            str(locked),
+            "--output-dir",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"framescope: error: cannot read '{locked}': permission denied; fix its permissions (e.g. chmod a+r)."
+    )
+
+
+@pytest.mark.slow
+def test_unwritable_output_directory(clip: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "readonly"
+    locked.mkdir()
+    locked.chmod(0o555)
+    done = subprocess.run(
+        [
+            *without_file_override(),
+            *framescope_cmd(),
+            "run",
+            "--model-name",
+            "resnet18",
+            "--input_path",
+            str(clip),
+            "--output-dir",
+            str(locked / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith(
+        f"framescope: error: cannot create --output-dir '{locked / 'runs'}'"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_kill_9_keeps_every_finished_batch(tmp_path: Path) -> None:
+    out_dir = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [
+            *framescope_cmd(),
+            "run",
+            "--model-name",
+            "mobilenet_v3_small",
+            "--input_path",
+            "synthetic:64x64",
+            "--batch-size",
+            "2",
+            "--output-dir",
+            str(out_dir),
+            "--run-name",
+            "killed",
+            "--progress",
+            "none",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    run_dir = out_dir / "killed"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            csvs = list(run_dir.glob("M_*_metrics.csv"))
+            if csvs and len(csvs[0].read_text().splitlines()) > 10:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run wrote no rows within 120 s")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    text = csvs[0].read_text()
+    data_lines = text.splitlines()[1:]
+    assert len(data_lines) >= 10
+    run = load_run(run_dir)
+    # every line that was finished before the kill is a full row; at most a partial last line is dropped
+    assert len(run.rows) >= len(data_lines) - 1
+    assert list(run.rows["step"]) == list(range(len(run.rows)))
+    assert run.rows["total_step_latency_ms"].notna().all()
+    assert run.status == "incomplete" and run.summary["steps"] == len(run.rows)
+    assert (run_dir / "config.yaml").exists() and (run_dir / "system.json").exists()

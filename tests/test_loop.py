@@ -1,0 +1,211 @@
+"""The synchronous loop, driven by a fake source and a fake clock so every duration is exact."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from framescope.instrument import FakeClock, ProfilerWindow, StageTimer
+from framescope.models import StepResult
+from framescope.pipeline import Row, StepPlan, Transfer, collate, run_sync
+from framescope.preprocess import Batch
+from framescope.sources import Frame, Source, SourceInfo
+
+
+class FakeSource(Source):
+    """Frames that cost ``read_s`` each on the fake clock."""
+
+    def __init__(
+        self, clock: FakeClock, frames: int | None, read_s: float = 0.01, live: bool = False
+    ) -> None:
+        super().__init__(clock)
+        self.fake_clock = clock
+        self.total = frames
+        self.read_s = read_s
+        self.info = SourceInfo(kind="synthetic", uri="fake", decoder="none", live=live)
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        if self.total is not None and self.frames_read >= self.total:
+            return None
+        self.fake_clock.advance(self.read_s)
+        return self._frame(np.zeros((4, 6, 3), dtype=np.uint8), self.frames_read / 25.0)
+
+
+def plan_costing(clock: FakeClock, prep_s: float, model_s: float, loss: float | None = None) -> StepPlan:
+    def prep(batch: Batch) -> Batch:
+        clock.advance(prep_s)
+        return batch
+
+    def model(batch: Batch) -> StepResult:
+        clock.advance(model_s)
+        return StepResult(output=None, loss=loss)
+
+    return StepPlan(prep=prep, model=model)
+
+
+def run(
+    source: Source,
+    plan: StepPlan,
+    clock: FakeClock,
+    *,
+    batch_size: int = 4,
+    max_steps: int | None = None,
+    warmup: int = 0,
+    profiler: ProfilerWindow | None = None,
+) -> list[Row]:
+    rows: list[Row] = []
+    run_sync(
+        source,
+        plan,
+        batch_size=batch_size,
+        timer=StageTimer(clock),
+        clock=clock,
+        max_steps=max_steps,
+        warmup_steps=warmup,
+        profiler=profiler or ProfilerWindow(enabled=False, trace_path=Path("unused")),
+        on_row=rows.append,
+        cpu_clock=lambda: 0.0,
+    )
+    return rows
+
+
+def test_rows_carry_exact_stage_times() -> None:
+    clock = FakeClock()
+    rows = run(FakeSource(clock, frames=8, read_s=0.01), plan_costing(clock, 0.005, 0.1), clock)
+    assert len(rows) == 2
+    for row in rows:
+        assert row["read_latency_ms"] == pytest.approx(40.0)
+        assert row["prep_latency_ms"] == pytest.approx(5.0)
+        assert row["exec_latency_ms"] == pytest.approx(100.0)
+        assert row["total_step_latency_ms"] == pytest.approx(145.0)
+        assert row["fps"] == pytest.approx(4 / 0.145)
+        assert row["h2d_latency_ms"] is None and row["d2h_latency_ms"] is None
+    assert [r["step_start_s"] for r in rows] == pytest.approx([0.0, 0.145])
+    assert [(r["first_frame"], r["first_pts_s"], r["last_pts_s"]) for r in rows] == [
+        (0, 0.0, pytest.approx(0.12)),
+        (4, pytest.approx(0.16), pytest.approx(0.28)),
+    ]
+
+
+def test_short_last_batch_is_processed_not_dropped() -> None:
+    clock = FakeClock()
+    rows = run(FakeSource(clock, frames=10), plan_costing(clock, 0, 0), clock, batch_size=4)
+    assert [r["frames"] for r in rows] == [4, 4, 2]
+    assert all(r["batch_size"] == 4 for r in rows)
+
+
+def test_max_steps_and_warmup_flags() -> None:
+    clock = FakeClock()
+    rows = run(FakeSource(clock, frames=None), plan_costing(clock, 0, 0.01), clock, max_steps=5, warmup=2)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["warmup"] for r in rows] == [1, 1, 0, 0, 0]
+
+
+def test_profiled_steps_are_flagged() -> None:
+    clock = FakeClock()
+    window = ProfilerWindow(enabled=False, trace_path=Path("unused"), wait=1, warmup=1, active=1)
+    window.enabled = True  # mark steps without starting a real profiler
+    rows = run(FakeSource(clock, frames=None), plan_costing(clock, 0, 0), clock, max_steps=4, profiler=window)
+    assert [r["profiled"] for r in rows] == [0, 1, 1, 0]
+
+
+def test_loss_is_carried_from_the_model_step() -> None:
+    clock = FakeClock()
+    rows = run(FakeSource(clock, frames=4), plan_costing(clock, 0, 0, loss=0.75), clock)
+    assert rows[0]["loss"] == 0.75
+
+
+def test_transfers_are_their_own_stages() -> None:
+    clock = FakeClock()
+    plan = plan_costing(clock, 0.001, 0.002)
+
+    def move(batch: Batch) -> Batch:
+        clock.advance(0.003)
+        return batch
+
+    plan.before_prep = Transfer("h2d", move)
+    plan.before_model = Transfer("d2h", move)
+    rows = run(FakeSource(clock, frames=4, read_s=0), plan, clock)
+    assert rows[0]["h2d_latency_ms"] == pytest.approx(3.0)
+    assert rows[0]["d2h_latency_ms"] == pytest.approx(3.0)
+    assert rows[0]["total_step_latency_ms"] == pytest.approx(9.0)
+
+
+def test_each_row_is_handed_over_before_the_next_step_starts() -> None:
+    clock = FakeClock()
+    seen_at: list[float] = []
+
+    def on_row(row: Row) -> None:
+        seen_at.append(clock())
+
+    run_sync(
+        FakeSource(clock, frames=8),
+        plan_costing(clock, 0, 1.0),
+        batch_size=4,
+        timer=StageTimer(clock),
+        clock=clock,
+        max_steps=None,
+        warmup_steps=0,
+        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
+        on_row=on_row,
+    )
+    assert seen_at == pytest.approx([1.04, 2.08])
+
+
+def test_empty_input_runs_no_step() -> None:
+    clock = FakeClock()
+    assert run(FakeSource(clock, frames=0), plan_costing(clock, 0, 0), clock) == []
+
+
+def test_real_time_stages_match_sleeps() -> None:
+    """Independent measurement: stages that sleep known times, timed by the real clock."""
+
+    class SleepySource(FakeSource):
+        def read(self) -> Frame | None:
+            time.sleep(0.004)
+            return self._frame(np.zeros((4, 6, 3), dtype=np.uint8), None)
+
+    def prep(batch: Batch) -> Batch:
+        time.sleep(0.02)
+        return batch
+
+    def model(batch: Batch) -> StepResult:
+        time.sleep(0.05)
+        return StepResult(None)
+
+    rows: list[Row] = []
+    run_sync(
+        SleepySource(FakeClock(), frames=None),
+        StepPlan(prep=prep, model=model),
+        batch_size=5,
+        timer=StageTimer(),
+        clock=time.perf_counter,
+        max_steps=3,
+        warmup_steps=0,
+        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
+        on_row=rows.append,
+    )
+    median = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k.endswith("_ms") and rows[0][k]}
+    assert 20.0 <= median["read_latency_ms"] < 40.0
+    assert 20.0 <= median["prep_latency_ms"] < 35.0
+    assert 50.0 <= median["exec_latency_ms"] < 70.0
+    for row in rows:
+        stages = row["read_latency_ms"] + row["prep_latency_ms"] + row["exec_latency_ms"]
+        assert stages <= row["total_step_latency_ms"] < stages + 5.0
+
+
+def test_collate_makes_a_channels_first_uint8_batch() -> None:
+    frames = [Frame(np.full((4, 6, 3), i, dtype=np.uint8), i, None, 0.0) for i in range(3)]
+    batch = collate(frames)
+    assert isinstance(batch, torch.Tensor)
+    assert batch.shape == (3, 3, 4, 6) and batch.dtype == torch.uint8
+    assert batch[2].eq(2).all()
+    mixed = collate([frames[0], Frame(np.zeros((5, 5, 3), dtype=np.uint8), 3, None, 0.0)])
+    assert isinstance(mixed, list) and [tuple(t.shape) for t in mixed] == [(3, 4, 6), (3, 5, 5)]

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from framescope.config import ModelConfig
+from framescope.errors import ModelError
+from framescope.models import build_model, input_spec, make_runner, models_by_task, task_of
+from framescope.preprocess import Preprocessor
+
+CPU = torch.device("cpu")
+
+
+def batch_for(name: str, model: torch.nn.Module, n: int = 2, h: int = 120, w: int = 160) -> torch.Tensor:
+    frames = torch.randint(
+        0, 256, (n, 3, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    out = Preprocessor("simple", input_spec(name, model))(frames)
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
+def test_tasks() -> None:
+    groups = models_by_task()
+    assert {"resnet50", "vit_b_16", "mobilenet_v3_small"} <= set(groups["classification"])
+    assert {
+        "ssd300_vgg16",
+        "fasterrcnn_resnet50_fpn_v2",
+        "retinanet_resnet50_fpn",
+        "fcos_resnet50_fpn",
+    } <= set(groups["detection"])
+    assert "deeplabv3_resnet50" in groups["segmentation"]
+    assert task_of("ssdlite320_mobilenet_v3_large") == "detection"
+
+
+def test_unknown_model_suggests_close_names() -> None:
+    with pytest.raises(
+        ModelError, match=r"unknown model 'resnet5'; did you mean resnet50.*framescope models"
+    ):
+        task_of("resnet5")
+
+
+def test_video_models_are_refused_clearly() -> None:
+    with pytest.raises(ModelError, match="video, optical-flow or quantized model"):
+        task_of("r3d_18")
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "resize", "normalised"),
+    [
+        ("resnet50", (224, 224), 232, True),
+        ("inception_v3", (299, 299), 342, True),
+        ("vit_b_16", (224, 224), 256, True),
+        ("ssdlite320_mobilenet_v3_large", (320, 320), 320, False),
+        ("fasterrcnn_mobilenet_v3_large_320_fpn", None, 320, False),
+        ("lraspp_mobilenet_v3_large", None, 520, True),
+    ],
+)
+def test_input_size_comes_from_the_model(
+    name: str, size: tuple[int, int] | None, resize: int, normalised: bool
+) -> None:
+    spec = input_spec(name, build_model(name))
+    assert (spec.size, spec.resize, spec.mean is not None) == (size, resize, normalised)
+
+
+def test_random_weights_are_seeded() -> None:
+    a = build_model("mobilenet_v3_small", seed=3).state_dict()
+    b = build_model("mobilenet_v3_small", seed=3).state_dict()
+    c = build_model("mobilenet_v3_small", seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_weights_file_round_trip(tmp_path: Path) -> None:
+    original = build_model("mobilenet_v3_small", seed=7)
+    path = tmp_path / "weights.pt"
+    torch.save(
+        {"model": {f"module.{k}": v for k, v in original.state_dict().items()}}, path
+    )  # a DDP checkpoint
+    loaded = build_model("mobilenet_v3_small", str(path), seed=99)
+    x = batch_for("mobilenet_v3_small", original)
+    with torch.inference_mode():
+        assert torch.allclose(original.eval()(x), loaded.eval()(x))
+
+
+def test_weights_of_another_model_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "resnet18.pt"
+    torch.save(build_model("resnet18").state_dict(), path)
+    with pytest.raises(
+        ModelError, match=r"does not match mobilenet_v3_small: .* missing .* was it saved from"
+    ):
+        build_model("mobilenet_v3_small", str(path))
+
+
+def test_a_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"\x00garbage")
+    with pytest.raises(ModelError, match="is not a PyTorch state dict"):
+        build_model("resnet18", str(path))
+    with pytest.raises(ModelError, match="does not exist"):
+        build_model("resnet18", str(tmp_path / "missing.pt"))
+
+
+def test_default_weights_offline_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(
+        ModelError, match=r"could not download the DEFAULT weights of resnet18 .*--weights PATH"
+    ):
+        build_model("resnet18", "DEFAULT")
+
+
+def test_detection_models_do_not_download_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
+    build_model("ssdlite320_mobilenet_v3_large")
+    build_model("lraspp_mobilenet_v3_large")
+
+
+@pytest.mark.parametrize(
+    ("name", "head"),
+    [
+        ("resnet18", "fc"),
+        ("mobilenet_v3_small", "classifier.3"),
+        ("squeezenet1_1", "classifier.1"),
+        pytest.param("vit_b_16", "heads.head", marks=pytest.mark.slow),
+        ("swin_t", "head"),
+        ("densenet121", "classifier"),
+    ],
+)
+def test_retrain_replaces_the_head_and_trains_only_it(name: str, head: str) -> None:
+    model = build_model(name)
+    runner = make_runner(model, "classification", ModelConfig(name=name, mode="retrain", num_classes=5), CPU)
+    trainable = {n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {head}
+    frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    head_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    result = runner(batch_for(name, model, h=224, w=224))
+    assert result.output.shape == (2, 5)
+    assert result.loss is not None and 0 < result.loss < 50
+    assert model.training
+    for n, p in model.named_parameters():
+        if n in frozen_before:
+            assert torch.equal(p, frozen_before[n]), f"frozen parameter {n} changed"
+    assert any(not torch.equal(p, head_before[n]) for n, p in model.named_parameters() if n in head_before)
+
+
+def test_retrain_inception_uses_the_main_logits() -> None:
+    model = build_model("inception_v3")
+    runner = make_runner(model, "classification", ModelConfig(name="inception_v3", mode="retrain"), CPU)
+    result = runner(batch_for("inception_v3", model))
+    assert result.loss is not None and 0 < result.loss < 50
+
+
+def test_retrain_segmentation_replaces_both_lraspp_classifiers() -> None:
+    name = "lraspp_mobilenet_v3_large"
+    model = build_model(name)
+    runner = make_runner(model, "segmentation", ModelConfig(name=name, mode="retrain", num_classes=4), CPU)
+    result = runner(batch_for(name, model))
+    assert result.output["out"].shape[1] == 4
+    assert result.loss is not None and result.loss > 0
+
+
+def test_retrain_detection_trains_all_but_the_backbone() -> None:
+    name = "ssdlite320_mobilenet_v3_large"
+    model = build_model(name)
+    runner = make_runner(model, "detection", ModelConfig(name=name, mode="retrain"), CPU)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert any(p.requires_grad for p in model.head.parameters())
+    result = runner(batch_for(name, model))
+    assert set(result.output) == {"bbox_regression", "classification"}
+    assert result.loss is not None and result.loss > 0
+
+
+def test_inference_outputs_per_task() -> None:
+    for name, task in (
+        ("mobilenet_v3_small", "classification"),
+        ("ssdlite320_mobilenet_v3_large", "detection"),
+    ):
+        model = build_model(name)
+        result = make_runner(model, task, ModelConfig(name=name), CPU)(batch_for(name, model))
+        assert result.loss is None
+        if task == "detection":
+            assert isinstance(result.output, list) and {"boxes", "scores", "labels"} <= set(result.output[0])
+        else:
+            assert result.output.shape == (2, 1000)
+        assert not model.training
+
+
+def test_cpu_amp_runs_in_bfloat16() -> None:
+    model = build_model("resnet18")
+    runner = make_runner(model, "classification", ModelConfig(name="resnet18", amp=True), CPU)
+    assert runner(batch_for("resnet18", model)).output.dtype == torch.bfloat16
+
+
+@pytest.mark.slow
+def test_compile_with_a_cheap_backend_gives_the_same_output() -> None:
+    model = build_model("mobilenet_v3_small")
+    x = batch_for("mobilenet_v3_small", model)
+    eager = make_runner(model, "classification", ModelConfig(name="mobilenet_v3_small"), CPU)(x).output
+    compiled = make_runner(
+        model,
+        "classification",
+        ModelConfig(name="mobilenet_v3_small", compile=True, compile_backend="aot_eager"),
+        CPU,
+    )
+    assert torch.allclose(compiled(x).output, eager, atol=1e-4)

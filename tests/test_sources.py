@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from tests.conftest import CLIP_FRAMES, VFR_PTS_MS
+
+from framescope.config import SourceConfig
+from framescope.errors import ConfigError, SourceError
+from framescope.instrument import FakeClock
+from framescope.sources import Frame, Source, make_source, parse_source, sample_clip_path, write_clip
+
+DECODERS = ["opencv", "pyav"]
+
+
+def read_all(source: Source) -> list[Frame]:
+    frames = []
+    with source:
+        while (frame := source.read()) is not None:
+            frames.append(frame)
+    return frames
+
+
+def open_source(path: str | Path, decoder: str = "opencv", **kw: float) -> Source:
+    return make_source(SourceConfig(input_path=str(path), decoder=decoder, **kw))  # type: ignore[arg-type]
+
+
+def pyav_reference(path: Path) -> list[tuple[float, np.ndarray]]:
+    """An independent decode with PyAV's high-level API: (pts seconds, RGB image) per frame."""
+    with av.open(str(path)) as container:
+        return [(float(f.time), f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+
+
+# --- parsing ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "target"),
+    [
+        ("0", "camera", "0"),
+        ("/dev/video2", "camera", "2"),
+        ("rtsp://cam.local/stream", "stream", "rtsp://cam.local/stream"),
+        ("https://example.com/v.m3u8", "stream", "https://example.com/v.m3u8"),
+        ("video.mp4", "file", "video.mp4"),
+        ("file:///data/v.mkv", "file", "/data/v.mkv"),
+        ("sample:", "sample", "sample:"),
+    ],
+)
+def test_input_kinds(text: str, kind: str, target: str) -> None:
+    spec = parse_source(text)
+    assert (spec.kind, spec.target) == (kind, target)
+
+
+def test_existing_directory_is_an_image_folder(tmp_path: Path) -> None:
+    assert parse_source(str(tmp_path)).kind == "images"
+
+
+def test_synthetic_spec() -> None:
+    spec = parse_source("synthetic:1280x720:300")
+    assert (spec.kind, spec.width, spec.height, spec.frames) == ("synthetic", 1280, 720, 300)
+    assert parse_source("synthetic:64x48").frames is None
+
+
+@pytest.mark.parametrize("text", ["synthetic:1280", "synthetic:0x10", "synthetic:axb", "ftp://host/v.mp4"])
+def test_bad_specs_explain_the_syntax(text: str) -> None:
+    with pytest.raises(ConfigError, match="--input_path"):
+        parse_source(text)
+
+
+# --- files ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_file_frames_match_an_independent_decode(clip: Path, decoder: str) -> None:
+    reference = pyav_reference(clip)
+    frames = read_all(open_source(clip, decoder))
+    assert len(frames) == len(reference) == CLIP_FRAMES
+    assert [f.index for f in frames] == list(range(CLIP_FRAMES))
+    for frame, (pts, image) in zip(frames, reference, strict=True):
+        assert frame.image.shape == (240, 320, 3) and frame.image.dtype == np.uint8
+        assert frame.pts_s == pytest.approx(pts, abs=1e-3)
+        # Both decoders see the same pixels up to colour-conversion rounding.
+        assert np.abs(frame.image.astype(int) - image.astype(int)).mean() < 3.0
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_source_info_describes_the_file(clip: Path, decoder: str) -> None:
+    source = open_source(clip, decoder)
+    with source:
+        info = source.info
+    assert (info.kind, info.width, info.height, info.codec) == ("file", 320, 240, "h264")
+    assert info.fps == pytest.approx(30.0)
+    assert info.live is False
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_variable_frame_rate_keeps_presentation_times(vfr_clip: Path, decoder: str) -> None:
+    frames = read_all(open_source(vfr_clip, decoder))
+    assert [round(f.pts_s * 1000) for f in frames if f.pts_s is not None] == VFR_PTS_MS
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_odd_frame_size(odd_clip: Path, decoder: str) -> None:
+    frames = read_all(open_source(odd_clip, decoder))
+    assert len(frames) == 10
+    assert frames[0].image.shape == (97, 161, 3)
+
+
+def test_arrival_time_comes_from_the_injected_clock(clip: Path) -> None:
+    clock = FakeClock(100.0)
+    source = make_source(SourceConfig(input_path=str(clip)), clock=clock)
+    with source:
+        first = source.read()
+        clock.advance(0.5)
+        second = source.read()
+    assert first is not None and second is not None
+    assert (first.arrival_s, second.arrival_s) == (100.0, 100.5)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_missing_file(tmp_path: Path, decoder: str) -> None:
+    with pytest.raises(SourceError, match=r"does not exist; check --input_path"):
+        open_source(tmp_path / "nope.mp4", decoder).open()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_empty_file(empty_video: Path, decoder: str) -> None:
+    with pytest.raises(SourceError, match=r"is empty \(0 bytes\)"):
+        open_source(empty_video, decoder).open()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_corrupt_file(corrupt_video: Path, decoder: str) -> None:
+    with pytest.raises(SourceError, match=r"is not a readable video .*ffprobe"):
+        open_source(corrupt_video, decoder).open()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_truncated_file_without_index(clip: Path, tmp_path: Path, decoder: str) -> None:
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    with pytest.raises(SourceError, match="is not a readable video"):
+        open_source(cut, decoder).open()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_truncated_stream_file_keeps_the_frames_before_the_cut(
+    ts_clip: Path, tmp_path: Path, decoder: str
+) -> None:
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(ts_clip.read_bytes()[: ts_clip.stat().st_size // 2])
+    frames = read_all(open_source(cut, decoder))
+    assert 0 < len(frames) < 20
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file(clip: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked.mp4"
+    locked.write_bytes(clip.read_bytes())
+    locked.chmod(0)
+    with pytest.raises(SourceError, match="permission denied"):
+        open_source(locked).open()
+
+
+# --- image folders, synthetic, sample ---------------------------------------------------------------------
+
+
+def test_image_folder_natural_order_nested_mixed_sizes_and_skips(image_dir: Path) -> None:
+    source = make_source(SourceConfig(input_path=str(image_dir)))
+    frames = read_all(source)
+    names = [p.relative_to(image_dir).as_posix() for p in source.files]  # type: ignore[attr-defined]
+    assert names == ["broken.jpg", "img1.png", "img2.jpg", "img10.png", "sub/img3.jpg"]
+    assert len(frames) == 4
+    assert [f.image.shape for f in frames] == [(120, 160, 3), (120, 160, 3), (90, 200, 3), (120, 160, 3)]
+    assert source.frames_skipped == 1
+    assert source.skipped_files == [str(image_dir / "broken.jpg")]  # type: ignore[attr-defined]
+
+
+def test_folder_without_images(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(SourceError, match="has no images"):
+        make_source(SourceConfig(input_path=str(tmp_path))).open()
+
+
+def test_synthetic_source_counts_and_timestamps() -> None:
+    frames = read_all(make_source(SourceConfig(input_path="synthetic:64x48:10")))
+    assert len(frames) == 10
+    assert frames[0].image.shape == (48, 64, 3)
+    assert frames[3].pts_s == pytest.approx(0.1)
+    assert not np.array_equal(frames[0].image, frames[1].image)
+
+
+def test_sample_clip_is_generated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAMESCOPE_CACHE", str(tmp_path))
+    path = sample_clip_path()
+    assert path.parent == tmp_path and path.stat().st_size > 0
+    stamp = path.stat().st_mtime_ns
+    assert sample_clip_path().stat().st_mtime_ns == stamp
+    frames = read_all(make_source(SourceConfig(input_path="sample:")))
+    assert len(frames) == 300 and frames[0].image.shape == (360, 640, 3)
+
+
+def test_write_clip_is_atomic_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    write_clip(tmp_path / "a.mp4", frames=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.mp4"]
+
+
+# --- network streams and cameras --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_server(ts_clip: Path) -> Iterator[str]:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(ts_clip.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{ts_clip.name}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_http_stream_is_read_to_its_end(http_server: str, decoder: str) -> None:
+    source = open_source(http_server, decoder)
+    frames = read_all(source)
+    assert source.info.kind == "stream" and source.info.live
+    assert len(frames) == 20
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """Accepts TCP connections and never says a word: a stream that hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("scheme", ["http", "rtsp"])
+def test_a_stream_that_never_answers_times_out(silent_server: int, decoder: str, scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{silent_server}/live"
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"could not be opened|sent no (frame|data)"):
+        open_source(url, decoder, open_timeout_s=1.0, read_timeout_s=1.0).open()
+    assert time.monotonic() - started < 8.0
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_refused_stream(decoder: str) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SourceError, match=r"stream rtsp://127.0.0.1:\d+/x could not be opened"):
+        open_source(f"rtsp://127.0.0.1:{port}/x", decoder, open_timeout_s=2.0).open()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_missing_camera(decoder: str) -> None:
+    with pytest.raises(SourceError, match=r"camera 63 could not be opened"):
+        open_source("63", decoder).open()
