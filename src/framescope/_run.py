@@ -23,6 +23,7 @@ from framescope.config import RunConfig
 from framescope.errors import DeviceError, FramescopeError
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
+from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
 from framescope.models import build_model, input_spec, make_runner, task_of
 from framescope.pipeline import (
     Row,
@@ -176,6 +177,7 @@ def _run_bound(
     started_at: float,
 ) -> RunResult:
     ensure_writable_dir(Path(config.output_dir))
+    cpu_meter = CpuLoadMeter(threads.cores, clock)
     task = task_of(config.model.name)
     if config.model.mode == "retrain" and config.model.compile and model_device.type == "cpu":
         threads.warnings.append("torch.compile of a training step on the CPU takes minutes to compile.")
@@ -203,6 +205,7 @@ def _run_bound(
                 "lower --batch-size."
             ) from None
         setup["warmup_s"] = clock() - t
+        threads.warnings.extend(load_warnings(cpu_meter.read(), "during set-up"))
 
         pid = os.getpid()
         run_name = config.run_name or f"{config.model.name}_{time.strftime('%Y%m%d-%H%M%S')}_P{pid}"
@@ -233,6 +236,7 @@ def _run_bound(
             model_info=_model_info(config.model.name, task, model, spec, model_device),
             started_at=started_at,
             uses_cuda=uses_cuda,
+            cpu_meter=cpu_meter,
         )
         session.start()
         return session.loop()
@@ -259,6 +263,7 @@ class _Session:
     model_info: dict[str, Any]
     started_at: float
     uses_cuda: bool
+    cpu_meter: CpuLoadMeter
 
     def start(self) -> None:
         self.watcher.on_start(
@@ -276,6 +281,7 @@ class _Session:
         )
         for message in self.threads.warnings:
             self.watcher.on_warning(message)
+        self.cpu_meter.restart()
 
     def loop(self) -> RunResult:
         config, writer = self.config, self.writer
@@ -325,6 +331,7 @@ class _Session:
 
     def _finish(self, rows: list[Row], status: str, error: str | None, profiler: ProfilerWindow) -> RunResult:
         config = self.config
+        load = self.cpu_meter.read()
         frame = pd.DataFrame(rows, columns=list(COLUMNS))
         summary: dict[str, Any] = {
             "framescope_version": __version__,
@@ -344,10 +351,11 @@ class _Session:
                 "decode": self.threads.decode_threads,
             },
             "setup": self.setup,
+            "cpu": {"cores": load.cores, "ours": load.ours, "others": load.others, "steal": load.steal},
             "trace": profiler.written.name if profiler.written is not None else None,
         }
         summary.update(summarize(frame))
-        new_warnings = []
+        new_warnings = load_warnings(load, "during the run")
         if self.source.frames_skipped:
             new_warnings.append(
                 f"{self.source.frames_skipped} undecodable packet(s) or file(s) were skipped in the input."

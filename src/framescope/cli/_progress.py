@@ -29,30 +29,33 @@ LOG_INTERVAL_S = 5.0
 FPS_WINDOW_S = 2.0
 
 
+def _settings(values: dict[str, Any]) -> str:
+    return "  ".join(f"{key}={value}" for key, value in values.items())
+
+
 def config_table(info: StartInfo) -> Table:
-    config = info.config
+    """What is about to run: the input and model as found, then every resolved setting."""
     source = info.source
     table = Table(title="run", show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
     size = f"{source.width}x{source.height}" if source.width else "?"
     fps = f", {source.fps:.2f} fps" if source.fps else ""
     count = f", {source.frame_count} frames" if source.frame_count else ""
     table.add_row("input", f"{source.uri} ({source.kind}, {size}{fps}{count}, decoder {source.decoder})")
     model = info.model
+    spec = model["input"]
+    shape = f"{spec['size'][0]}x{spec['size'][1]}" if spec["size"] else f"shorter side {spec['resize']}"
     table.add_row(
         "model",
-        f"{model['name']} ({model['task']}, {model['parameters'] / 1e6:.1f} M params) {config.model.mode} on "
-        f"{model['device']}; weights {config.model.weights}; amp {'on' if config.model.amp else 'off'}; "
-        f"compile {'on' if config.model.compile else 'off'}",
+        f"{model['name']} ({model['task']}, {model['parameters'] / 1e6:.1f} M parameters, input {shape}) on "
+        f"{model['device']}",
     )
-    table.add_row(
-        "batches",
-        f"batch size {config.batch_size}, prep {config.preprocess.level} on "
-        f"{'gpu' if config.preprocess.on_gpu else 'cpu'}, warm-up steps {config.warmup_steps}, max steps "
-        f"{config.max_steps or 'until the input ends'}",
-    )
-    table.add_row("timing", info.timing_method)
+    table.add_row("timing", f"{info.timing_method} (see README: timing semantics)")
+    resolved = info.config.to_dict()
+    for section in ("model", "source", "preprocess", "profile"):
+        table.add_row(f"  {section}", _settings(resolved.pop(section)))
+    table.add_row("  run", _settings(resolved))
     table.add_row("output", str(info.csv_path))
     return table
 
@@ -62,7 +65,10 @@ class ConsoleObserver(RunObserver):
 
     def __init__(self, mode: str = "auto", stream: TextIO | None = None, clock: Clock = monotonic) -> None:
         self.stream = stream or sys.stdout
-        self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self.console = Console(file=self.stream, highlight=False)
+        if not self.console.is_terminal:
+            # log files and CI output: wide enough that paths and settings do not wrap mid-word
+            self.console = Console(file=self.stream, highlight=False, width=160)
         self.mode = ("bar" if self.console.is_terminal else "log") if mode == "auto" else mode
         self.clock = clock
         self._progress: Progress | None = None

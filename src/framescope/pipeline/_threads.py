@@ -74,16 +74,13 @@ def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, l
 
 
 def plan_threads(
-    cores: list[int] | None,
-    *,
-    torch_threads: int | None,
-    decode_threads: int,
-    load_average: float | None = None,
+    cores: list[int] | None, *, torch_threads: int | None, decode_threads: int
 ) -> tuple[int, int, list[str]]:
     """Pick torch and decode thread counts for ``cores``, with warnings where they oversubscribe.
 
     In the synchronous pipeline decoding and the model take turns, so each may use every bound core;
-    more torch threads than cores is reported, as is load from other processes.
+    more threads of either kind than cores is reported. (Load from other processes is measured during the
+    run, see :mod:`framescope.instrument.cpu_load`.)
     """
     warnings: list[str] = []
     available = len(cores) if cores else (os.cpu_count() or 1)
@@ -98,11 +95,6 @@ def plan_threads(
         warnings.append(
             f"{decode_n} decode threads on {available} core(s) oversubscribe the CPU; lower --decode-threads."
         )
-    if load_average is not None and load_average > 0.5 * available:
-        warnings.append(
-            f"the machine was already busy when the run started (1-minute load {load_average:.1f} on "
-            f"{available} core(s)): other processes compete for the cores and will inflate timings."
-        )
     return torch_n, decode_n, warnings
 
 
@@ -111,16 +103,11 @@ def configure_threads(
 ) -> ThreadPlan:
     """Bind, then size torch's and OpenCV's thread pools to the bound cores."""
     cv2 = import_cv2()
-
-    try:
-        load: float | None = os.getloadavg()[0]
-    except OSError:
-        load = None
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     previous = (affinity, torch.get_num_threads(), cv2.getNumThreads())
     bound_cores, bound, warnings = bind_cores(cores)
     torch_n, decode_n, more = plan_threads(
-        bound_cores, torch_threads=torch_threads, decode_threads=decode_threads, load_average=load
+        bound_cores, torch_threads=torch_threads, decode_threads=decode_threads
     )
     torch.set_num_threads(torch_n)
     cv2.setNumThreads(decode_n)

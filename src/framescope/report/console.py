@@ -100,6 +100,12 @@ def summary_lines(result: RunResult) -> list[str]:
             lines.append(f"loss: {s['loss']['first']:.4f} -> {s['loss']['last']:.4f}")
     else:
         lines.append("no steps were recorded")
+    cpu = s.get("cpu")
+    if cpu:
+        lines.append(
+            f"cpu during the run: this process {cpu['ours']:.2f} of {cpu['cores']} core(s), other processes "
+            f"{cpu['others']:.2f}, hypervisor steal {cpu['steal']:.2f}"
+        )
     lines.append(
         f"timing: {s.get('timing_method')}; run time {s.get('run_time_s', 0):.1f} s including set-up"
     )
