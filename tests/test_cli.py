@@ -386,3 +386,86 @@ def test_kill_9_keeps_every_finished_batch(tmp_path: Path) -> None:
     assert run.rows["total_step_latency_ms"].notna().all()
     assert run.status == "incomplete" and run.summary["steps"] == len(run.rows)
     assert (run_dir / "config.yaml").exists() and (run_dir / "system.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "code", "why"), [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_stopping_a_run_keeps_and_prints_its_summary(
+    tmp_path: Path, signum: int, code: int, why: str
+) -> None:
+    out_dir = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [
+            *framescope_cmd(),
+            "run",
+            "--model-name",
+            "mobilenet_v3_small",
+            "--input_path",
+            "synthetic:64x64",
+            "--output-dir",
+            str(out_dir),
+            "--run-name",
+            "stopped",
+            "--progress",
+            "log",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    csv = out_dir / "stopped" / f"M_mobilenet_v3_small_P_{proc.pid}_metrics.csv"
+    deadline = time.monotonic() + 120
+    while not (csv.exists() and len(csv.read_text().splitlines()) > 5):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run wrote no rows"
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "run interrupted" in out and "step total" in out
+    run = load_run(out_dir / "stopped")
+    assert run.status == "interrupted" and why in run.summary["error"]
+    assert run.summary["steps"] == len(run.rows) >= 5
+
+
+def test_remaining_flags_are_honoured(clip: Path, out_dir: Path) -> None:
+    result = run_cli(
+        "run",
+        "--model-name",
+        "mobilenet_v3_small",
+        "--input-path",
+        str(clip),
+        "--output-dir",
+        str(out_dir),
+        "--run-name",
+        "flags",
+        "--mode",
+        "retrain",
+        "--num-classes",
+        "3",
+        "--lr",
+        "0.1",
+        "--seed",
+        "9",
+        "--decoder",
+        "pyav",
+        "--decode-threads",
+        "1",
+        "--torch-threads",
+        "1",
+        "--warmup-steps",
+        "0",
+        "--batch-size",
+        "6",
+        "--progress",
+        "bar",
+    )
+    assert result.code == 0, result.err
+    run = load_run(out_dir / "flags")
+    settings = run.config
+    assert settings["model"]["num_classes"] == 3 and settings["model"]["learning_rate"] == 0.1
+    assert settings["seed"] == 9 and settings["source"]["decode_threads"] == 1
+    assert run.summary["threads"] == {"cores": run.summary["threads"]["cores"], "torch": 1, "decode": 1}
+    assert run.summary["excluded_steps"]["warmup"] == 0
+    assert len(run.rows) == CLIP_FRAMES // 6 and (run.rows["loss"] > 0).all()

@@ -8,7 +8,7 @@ import torch
 
 from framescope.config import ModelConfig
 from framescope.errors import ModelError
-from framescope.models import build_model, input_spec, make_runner, models_by_task, task_of
+from framescope.models import RetrainRunner, build_model, input_spec, make_runner, models_by_task, task_of
 from framescope.preprocess import Preprocessor
 
 CPU = torch.device("cpu")
@@ -212,3 +212,18 @@ def test_compile_with_a_cheap_backend_gives_the_same_output() -> None:
         CPU,
     )
     assert torch.allclose(compiled(x).output, eager, atol=1e-4)
+
+
+def test_retrain_warm_up_does_not_train() -> None:
+    model = build_model("resnet18")
+    runner = make_runner(model, "classification", ModelConfig(name="resnet18", mode="retrain"), CPU)
+    assert isinstance(runner, RetrainRunner)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    labels = runner.generator.get_state()
+    runner.warm_up(batch_for("resnet18", model))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), (
+        "warm-up changed weights or BatchNorm statistics"
+    )
+    assert torch.equal(runner.generator.get_state(), labels)
+    assert all(p.grad is None for p in model.parameters())

@@ -332,3 +332,21 @@ def test_which_copies_a_placement_needs(
     )
     assert (plan.before_prep.stage if plan.before_prep else None) == before_prep
     assert (plan.before_model.stage if plan.before_model else None) == before_model
+
+
+def test_seed_makes_retrain_repeatable_and_lr_changes_it(clip: Path, out_dir: Path) -> None:
+    def losses(**flat: Any) -> list[float]:
+        result = framescope.run(config(out_dir, clip, mode="retrain", max_steps=4, num_classes=3, **flat))
+        return list(result.rows["loss"])
+
+    first = losses(seed=3)
+    assert losses(seed=3) == first
+    assert losses(seed=4) != first
+    faster = losses(seed=3, lr=0.5)
+    assert faster[0] == first[0]  # the first step runs before any update
+    assert faster[1:] != first[1:]
+
+
+def test_decode_threads_reach_the_decoder(clip: Path, out_dir: Path) -> None:
+    result = framescope.run(config(out_dir, clip, decode_threads=1, decoder="pyav", max_steps=2))
+    assert result.summary["threads"]["decode"] == 1

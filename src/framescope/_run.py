@@ -20,7 +20,7 @@ import torch
 
 from framescope._version import __version__
 from framescope.config import RunConfig
-from framescope.errors import DeviceError, FramescopeError
+from framescope.errors import DeviceError, FramescopeError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
@@ -117,7 +117,13 @@ def _step_plan(
     before_model = None
     if prep_device != model_device:
         before_model = Transfer("d2h" if model_device.type == "cpu" else "h2d", mover(model_device))
-    return StepPlan(prep=preprocessor, model=runner, before_prep=before_prep, before_model=before_model)
+    return StepPlan(
+        prep=preprocessor,
+        model=runner,
+        before_prep=before_prep,
+        before_model=before_model,
+        model_warm_up=getattr(runner, "warm_up", None),
+    )
 
 
 def _dummy_batch(config: RunConfig, info: SourceInfo) -> Batch:
@@ -314,8 +320,9 @@ class _Session:
                     profiler=profiler,
                     on_row=on_row,
                 )
-        except KeyboardInterrupt:
-            status, error = "interrupted", "stopped by the user (Ctrl-C)"
+        except KeyboardInterrupt as exc:
+            status = "interrupted"
+            error = "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
             raise
         except torch.OutOfMemoryError:
             status = "failed"

@@ -8,6 +8,10 @@ and exits with code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C so ``timeout``, systemd or Kubernetes stopping a run keep its summary."""
+
+
 class FramescopeError(Exception):
     """A problem with the user's input or environment, with a one-line message that says how to fix it."""
 

@@ -1,19 +1,26 @@
 """The command line: the only place that reads argv, prints for humans and sets exit codes.
 
 Exit codes: 0 success; 1 a run that did not complete for a reason other than bad input; 2 bad input (one
-line on stderr naming the problem and the fix, no traceback); 130 interrupted with Ctrl-C.
+line on stderr naming the problem and the fix, no traceback); 130 interrupted with Ctrl-C (SIGINT); 143
+stopped with SIGTERM. An interrupted run still writes and prints the summary of what it measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 from framescope._version import __version__
-from framescope.errors import FramescopeError
+from framescope.errors import FramescopeError, Terminated
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,11 +71,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="framescope: %(levelname)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.handler(args))
     except FramescopeError as exc:
         print(f"framescope: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("framescope: stopped by SIGTERM", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("framescope: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)

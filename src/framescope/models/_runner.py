@@ -68,6 +68,10 @@ class InferenceRunner:
                 return StepResult(self.forward(_as_list(batch)))
             return StepResult(self.forward(batch))
 
+    def warm_up(self, batch: Batch) -> None:
+        """One untimed call: compilation, first-call allocation, cuDNN autotuning."""
+        self(batch)
+
 
 class RetrainRunner:
     """The seed's online learning: train mode, frozen backbone, a fresh head trained on virtual labels.
@@ -145,6 +149,20 @@ class RetrainRunner:
             logits = getattr(output, "logits", output)  # inception/googlenet return (logits, aux) in training
             labels = self._labels(logits.shape[0], 0, 0)
         return output, nn.functional.cross_entropy(logits.float(), labels)
+
+    def warm_up(self, batch: Batch) -> None:
+        """Forward and backward once, untimed, without training: no optimizer step, and BatchNorm statistics
+        and the virtual-label generator are put back, so step 0 starts from the seeded state."""
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        labels = self.generator.get_state()
+        with _autocast(self.device, self.amp):
+            _, loss = self._loss(batch)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+        self.generator.set_state(labels)
 
     def __call__(self, batch: Batch) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)

@@ -33,6 +33,8 @@ class StepPlan:
     model: Callable[[Batch], StepResult]
     before_prep: Transfer | None = None
     before_model: Transfer | None = None
+    model_warm_up: Callable[[Batch], object] | None = None
+    """How to warm the model up without side effects (retrain: no optimizer step); default: ``model``."""
 
     def warm_up(self, batch: Batch) -> None:
         """Run every stage once, untimed (first-call allocation, cuDNN autotuning, torch.compile)."""
@@ -41,7 +43,7 @@ class StepPlan:
         batch = self.prep(batch)
         if self.before_model is not None:
             batch = self.before_model.move(batch)
-        self.model(batch)
+        (self.model_warm_up or self.model)(batch)
 
 
 def _ms(seconds: float | None) -> float | None:
