@@ -19,6 +19,7 @@ from tests.conftest import CLIP_FRAMES, run_cli
 
 from framescope import load_run
 from framescope.config import RunConfig
+from framescope.records import SEED_COLUMNS
 
 SEED_FLAGS = [
     "--model-name",
@@ -110,14 +111,7 @@ def test_seed_command_line(clip: Path, out_dir: Path) -> None:
     assert result.code == 0, result.err
     csv = next(out_dir.glob("*/M_resnet18_P_*_metrics.csv"))
     rows = pd.read_csv(csv)
-    assert list(rows.columns[:6]) == [
-        "step",
-        "read_latency_ms",
-        "prep_latency_ms",
-        "exec_latency_ms",
-        "total_step_latency_ms",
-        "loss",
-    ]
+    assert list(rows.columns[:6]) == list(SEED_COLUMNS)  # the literal seed schema is pinned in test_records
     assert len(rows) == 2 and list(rows["frames"]) == [16, 16]
 
 
@@ -281,12 +275,9 @@ def without_file_override() -> list[str]:
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
-@pytest.mark.slow
-def test_unreadable_video(clip: Path, tmp_path: Path) -> None:
-    locked = tmp_path / "locked.mp4"
-    shutil.copy(clip, locked)
-    locked.chmod(0)
-    done = subprocess.run(
+def run_without_file_override(input_path: Path, output_dir: Path) -> subprocess.CompletedProcess[str]:
+    """``framescope run`` in a process for which permission bits apply, even when the tests run as root."""
+    return subprocess.run(
         [
             *without_file_override(),
             *framescope_cmd(),
@@ -294,14 +285,22 @@ def test_unreadable_video(clip: Path, tmp_path: Path) -> None:
             "--model-name",
             "resnet18",
             "--input_path",
-            str(locked),
+            str(input_path),
             "--output-dir",
-            str(tmp_path / "runs"),
+            str(output_dir),
         ],
         capture_output=True,
         text=True,
         check=False,
     )
+
+
+@pytest.mark.slow
+def test_unreadable_video(clip: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked.mp4"
+    shutil.copy(clip, locked)
+    locked.chmod(0)
+    done = run_without_file_override(locked, tmp_path / "runs")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == (
         f"framescope: error: cannot read '{locked}': permission denied; fix its permissions (e.g. chmod a+r)."
@@ -313,22 +312,7 @@ def test_unwritable_output_directory(clip: Path, tmp_path: Path) -> None:
     locked = tmp_path / "readonly"
     locked.mkdir()
     locked.chmod(0o555)
-    done = subprocess.run(
-        [
-            *without_file_override(),
-            *framescope_cmd(),
-            "run",
-            "--model-name",
-            "resnet18",
-            "--input_path",
-            str(clip),
-            "--output-dir",
-            str(locked / "runs"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_without_file_override(clip, locked / "runs")
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith(
         f"framescope: error: cannot create --output-dir '{locked / 'runs'}'"
