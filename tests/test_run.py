@@ -324,9 +324,16 @@ def test_which_copies_a_placement_needs(
     from framescope._run import _step_plan
     from framescope.preprocess import InputSpec, Preprocessor
 
+    class Stub:
+        def __call__(self, batch: Any) -> None:
+            return None
+
+        def warm_up(self, batch: Any) -> None:
+            return None
+
     plan = _step_plan(
         Preprocessor("simple", InputSpec("classification", (8, 8), resize=8)),
-        lambda batch: None,
+        Stub(),  # type: ignore[arg-type]
         torch.device(prep),
         torch.device(model),
     )

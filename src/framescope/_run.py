@@ -24,7 +24,7 @@ from framescope.errors import DeviceError, FramescopeError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
-from framescope.models import build_model, input_spec, make_runner, task_of
+from framescope.models import Runner, build_model, input_spec, make_runner, task_of
 from framescope.pipeline import (
     Row,
     StepPlan,
@@ -108,7 +108,7 @@ def _expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
 
 
 def _step_plan(
-    preprocessor: Preprocessor, runner: Any, prep_device: torch.device, model_device: torch.device
+    preprocessor: Preprocessor, runner: Runner, prep_device: torch.device, model_device: torch.device
 ) -> StepPlan:
     def mover(device: torch.device) -> Any:
         return lambda batch: to_device(batch, device)
@@ -122,7 +122,7 @@ def _step_plan(
         model=runner,
         before_prep=before_prep,
         before_model=before_model,
-        model_warm_up=getattr(runner, "warm_up", None),
+        model_warm_up=runner.warm_up,
     )
 
 
@@ -185,8 +185,9 @@ def _run_bound(
     ensure_writable_dir(Path(config.output_dir))
     cpu_meter = CpuLoadMeter(threads.cores, clock)
     task = task_of(config.model.name)
+    warnings = list(threads.warnings)
     if config.model.mode == "retrain" and config.model.compile and model_device.type == "cpu":
-        threads.warnings.append("torch.compile of a training step on the CPU takes minutes to compile.")
+        warnings.append("torch.compile of a training step on the CPU takes minutes to compile.")
 
     setup: dict[str, float] = {}
     t = clock()
@@ -211,7 +212,7 @@ def _run_bound(
                 "lower --batch-size."
             ) from None
         setup["warmup_s"] = clock() - t
-        threads.warnings.extend(load_warnings(cpu_meter.read(), "during set-up"))
+        warnings.extend(load_warnings(cpu_meter.read(), "during set-up"))
 
         pid = os.getpid()
         run_name = config.run_name or f"{config.model.name}_{time.strftime('%Y%m%d-%H%M%S')}_P{pid}"
@@ -222,7 +223,12 @@ def _run_bound(
             unique=config.run_name is None,
         )
         system = system_info.collect()
-        system["threads"] = dataclasses.asdict(threads)
+        system["threads"] = {
+            "cores": threads.cores,
+            "bound": threads.bound,
+            "torch_threads": threads.torch_threads,
+            "decode_threads": threads.decode_threads,
+        }
         writer.write_text(CONFIG_FILE, config.to_yaml())
         writer.write_json(SYSTEM_FILE, system)
         writer.open_rows()
@@ -243,6 +249,7 @@ def _run_bound(
             started_at=started_at,
             uses_cuda=uses_cuda,
             cpu_meter=cpu_meter,
+            setup_warnings=warnings,
         )
         session.start()
         return session.loop()
@@ -270,6 +277,8 @@ class _Session:
     started_at: float
     uses_cuda: bool
     cpu_meter: CpuLoadMeter
+    setup_warnings: list[str]
+    """Warnings known before the first step (thread plan, CPU competition during set-up, ...)."""
 
     def start(self) -> None:
         self.watcher.on_start(
@@ -285,7 +294,7 @@ class _Session:
                 expected_steps=_expected_steps(self.config, self.source.info),
             )
         )
-        for message in self.threads.warnings:
+        for message in self.setup_warnings:
             self.watcher.on_warning(message)
         self.cpu_meter.restart()
 
@@ -373,7 +382,7 @@ class _Session:
                 f"{config.profile.warmup}, active {config.profile.active}) needs more than the "
                 f"{len(rows)} step(s) the run had."
             )
-        summary["warnings"] = self.threads.warnings + new_warnings
+        summary["warnings"] = self.setup_warnings + new_warnings
         self.writer.write_json(SUMMARY_FILE, summary)
         for message in new_warnings:
             self.watcher.on_warning(message)
