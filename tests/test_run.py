@@ -357,3 +357,58 @@ def test_seed_makes_retrain_repeatable_and_lr_changes_it(clip: Path, out_dir: Pa
 def test_decode_threads_reach_the_decoder(clip: Path, out_dir: Path) -> None:
     result = framescope.run(config(out_dir, clip, decode_threads=1, decoder="pyav", max_steps=2))
     assert result.summary["threads"]["decode"] == 1
+
+
+@pytest.fixture
+def stalling_stream(media: Path) -> Any:
+    """An HTTP stream that sends the first part of a clip, then keeps the connection open and goes silent."""
+    import http.server
+    import threading
+
+    from framescope.sources import write_clip
+
+    data = write_clip(media / "long.ts", width=160, height=120, frames=150, fps=30).read_bytes()
+    release = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            release.wait(30)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/long.ts"
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_a_stream_that_stalls_mid_run_fails_cleanly_and_keeps_its_rows(
+    stalling_stream: str, out_dir: Path, decoder: str
+) -> None:
+    from framescope.errors import SourceError
+
+    started = time.monotonic()
+    with pytest.raises(
+        SourceError, match=r"stopped delivering frames after \d+ frame\(s\) \(no data for 1 s"
+    ):
+        framescope.run(
+            config(
+                out_dir, stalling_stream, decoder=decoder, read_timeout=1, run_name="stalled", batch_size=8
+            )
+        )
+    assert time.monotonic() - started < 30
+    run = load_run(out_dir / "stalled")
+    assert run.status == "failed" and "1 s" in run.summary["error"]
+    assert len(run.rows) >= 3  # the frames that arrived were measured and kept

@@ -289,3 +289,17 @@ def test_refused_stream(decoder: str) -> None:
 def test_missing_camera(decoder: str) -> None:
     with pytest.raises(SourceError, match=r"camera 63 could not be opened"):
         open_source("63", decoder).open()
+
+
+@pytest.mark.parametrize(
+    ("text", "endless"),
+    [
+        ("rtsp://cam/1", True),
+        ("udp://239.0.0.1:1234", True),
+        ("0", True),
+        ("http://host/v.ts", False),
+        ("v.mp4", False),
+    ],
+)
+def test_which_inputs_never_end_on_their_own(text: str, endless: bool) -> None:
+    assert parse_source(text).endless is endless

@@ -24,6 +24,13 @@ def check_video_file(path: str) -> None:
         raise SourceError(f"input {path!r} is empty (0 bytes); re-copy or re-export the video.")
 
 
+def stream_lost(spec_kind: str, target: str, frames: int, read_timeout_s: float) -> SourceError:
+    return SourceError(
+        f"{spec_kind} {target} stopped delivering frames after {frames} frame(s) (no data for "
+        f"{read_timeout_s:g} s, or closed by the other end); check the source, or raise --read-timeout."
+    )
+
+
 def not_a_video(path: str, detail: str) -> SourceError:
     return SourceError(
         f"{path!r} is not a readable video ({detail}); check it is a complete video file FFmpeg can play "

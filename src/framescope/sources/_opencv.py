@@ -11,7 +11,7 @@ from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import Frame, Source, SourceInfo
-from framescope.sources._files import check_video_file, not_a_video
+from framescope.sources._files import check_video_file, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
 
@@ -42,6 +42,7 @@ class OpenCVSource(Source):
         self.read_timeout_s = read_timeout_s
         self._cap: Any = None
         self._cv2: Any = None
+        self._timed_out = False
         self._pending: np.ndarray | None = None
         self._pending_pts: float | None = None
         self.info = SourceInfo(kind=spec.kind, uri=spec.target, decoder="opencv", live=spec.live)
@@ -106,6 +107,18 @@ class OpenCVSource(Source):
         self.info.frame_count = count if count > 0 and spec.kind == "file" else None
         self.info.codec = _fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
 
+    def _lost(self) -> bool:
+        """Whether a failed read means the input was lost rather than finished.
+
+        OpenCV reports a read time-out exactly like the end of the input, so besides a read that lasted the
+        whole time-out, the answer comes from the kind of input: cameras and live protocols never end; an HTTP
+        stream that stops well short of the frame count its container announced has stalled.
+        """
+        if self.spec.endless:
+            return True
+        expected = int(self._cap.get(self._cv2.CAP_PROP_FRAME_COUNT)) if self.spec.kind == "stream" else 0
+        return expected > 0 and self.frames_read < 0.95 * expected
+
     def _position_s(self, cap: Any) -> float | None:
         msec = float(cap.get(self._cv2.CAP_PROP_POS_MSEC))
         return msec / 1000.0 if msec >= 0 else None
@@ -119,12 +132,13 @@ class OpenCVSource(Source):
         else:
             started = self.clock()
             ok, bgr = self._cap.read()
+            if self.clock() - started >= 0.9 * self.read_timeout_s:
+                # FFmpeg's interrupt fired: OpenCV may still hand out a few buffered frames, then report
+                # an "end" that is really this time-out.
+                self._timed_out = True
             if not ok or bgr is None:
-                if self.spec.live and self.clock() - started >= self.read_timeout_s:
-                    raise SourceError(
-                        f"{self.spec.kind} {self.spec.target} sent no frame for {self.read_timeout_s:g} s; "
-                        "check the stream, or raise --read-timeout."
-                    )
+                if self._timed_out or self._lost():
+                    raise stream_lost(self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s)
                 return None
             pts = self._position_s(self._cap)
         rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)

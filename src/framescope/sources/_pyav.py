@@ -13,7 +13,7 @@ from typing import Any
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import Frame, Source, SourceInfo
-from framescope.sources._files import check_video_file, not_a_video
+from framescope.sources._files import check_video_file, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
 MAX_CONSECUTIVE_BAD_PACKETS = 50
@@ -114,11 +114,14 @@ class PyAVSource(Source):
                 packet = next(self._packets)
             except StopIteration:
                 self._packets = None
+                if self.spec.endless and self.frames_read:
+                    raise stream_lost(
+                        self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s
+                    ) from None
                 return None
             except av.error.ExitError:
-                raise SourceError(
-                    f"{self.spec.kind} {self.spec.target} sent no data for {self.read_timeout_s:g} s; check "
-                    "the source, or raise --read-timeout."
+                raise stream_lost(
+                    self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s
                 ) from None
             except av.FFmpegError:
                 # A demuxing error mid-file: treat what was read as the whole input.

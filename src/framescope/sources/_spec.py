@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from framescope.errors import ConfigError
 
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp")
+ENDLESS_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "tcp", "srt", "rtp")
+"""Live protocols: such a stream never ends on its own, so running out of frames means it was lost."""
 _SYNTHETIC = re.compile(r"^synthetic:(\d+)x(\d+)(?::(\d+))?$", re.IGNORECASE)
 _CAMERA_DEVICE = re.compile(r"^/dev/video(\d+)$")
 
@@ -27,6 +29,12 @@ class SourceSpec:
     @property
     def live(self) -> bool:
         return self.kind in ("camera", "stream")
+
+    @property
+    def endless(self) -> bool:
+        """A camera or a live-protocol stream: it has no end, only interruptions. (HTTP may carry a file.)"""
+        scheme = self.target.split("://", 1)[0].lower() if "://" in self.target else ""
+        return self.kind == "camera" or (self.kind == "stream" and scheme in ENDLESS_SCHEMES)
 
 
 def parse_source(text: str) -> SourceSpec:
