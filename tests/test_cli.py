@@ -150,7 +150,7 @@ def test_models_command_lists_names() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--input_path", "{missing}"], r"input '.*missing.mp4' does not exist; check --input_path"),
+        (["--input_path", "{missing}"], r"input '.*missing.mp4' does not exist; check the path"),
         (["--input_path", "{empty}"], r"is empty \(0 bytes\)"),
         (["--input_path", "{corrupt}"], r"is not a readable video"),
         (["--input_path", "{corrupt}", "--decoder", "pyav"], r"is not a readable video"),

@@ -128,7 +128,7 @@ def test_arrival_time_comes_from_the_injected_clock(clip: Path) -> None:
 
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_missing_file(tmp_path: Path, decoder: str) -> None:
-    with pytest.raises(SourceError, match=r"does not exist; check --input_path"):
+    with pytest.raises(SourceError, match=r"does not exist; check the path"):
         open_source(tmp_path / "nope.mp4", decoder).open()
 
 

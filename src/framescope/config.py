@@ -370,3 +370,53 @@ def _build_section(kind: type[Any], name: str, value: Any) -> Any:
 def _did_you_mean(key: str, options: Any) -> str:
     close = difflib.get_close_matches(key, list(options), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+IMAGE_FORMATS = ("png", "jpg")
+
+
+@dataclass(kw_only=True)
+class ExtractConfig:
+    """``framescope extract-frames``: frames of a video, sampled by presentation time, written as images."""
+
+    input: str
+    """A video file or stream URL (anything ``run`` reads from a file or URL)."""
+    output: str
+    """Directory for the images; created if missing."""
+    fps: float = 1.0
+    """Frames per second of video to keep; fractional values such as 0.5 (one frame every 2 s) work."""
+    prefix: str = "frame_"
+    """File name prefix; the image index and the frame's time follow: ``frame_000003_00006000ms``."""
+    format: str = "png"
+    """``png`` or ``jpg``."""
+    start_s: float = 0.0
+    """Seconds into the video where sampling starts."""
+    end_s: float | None = None
+    """Seconds into the video where sampling stops (inclusive); None: the end."""
+    quality: int = 95
+    """JPEG quality, 1-100."""
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input, str) or not self.input.strip():
+            raise ConfigError("-i/--input is empty; pass the video to extract frames from.")
+        if not isinstance(self.output, str) or not self.output.strip():
+            raise ConfigError("-o/--output is empty; pass a directory for the images.")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, int | float) or not self.fps > 0:
+            raise ConfigError(f"--fps {self.fps!r} should be > 0 frames per second of video, e.g. --fps 0.5.")
+        _choice(self.format, IMAGE_FORMATS, "format", "--format")
+        if not isinstance(self.start_s, int | float) or self.start_s < 0:
+            raise ConfigError(f"--start {self.start_s!r} should be >= 0 seconds.")
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ConfigError(f"--end {self.end_s!r} should be after --start {self.start_s!r}.")
+        if (
+            isinstance(self.quality, bool)
+            or not isinstance(self.quality, int)
+            or not 1 <= self.quality <= 100
+        ):
+            raise ConfigError(f"--quality {self.quality!r} should be an integer from 1 to 100.")
+        if os.sep in self.prefix:
+            raise ConfigError(f"--prefix {self.prefix!r} should be a file name prefix without '{os.sep}'.")
+        _positive_number(self.open_timeout_s, "open_timeout_s", "--open-timeout")
+        _positive_number(self.read_timeout_s, "read_timeout_s", "--read-timeout")

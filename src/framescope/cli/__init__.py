@@ -58,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(run_parser)
     run_parser.set_defaults(handler=run_command)
+    from framescope.cli._extract_cmd import add_extract_arguments, extract_command
+
+    extract_parser = commands.add_parser(
+        "extract-frames",
+        help="write frames of a video as images, sampled by presentation time",
+        description="Keep --fps frames per second of video time (by presentation timestamps) as PNG or JPEG.",
+    )
+    add_extract_arguments(extract_parser)
+    extract_parser.set_defaults(handler=extract_command)
     models_parser = commands.add_parser("models", help="list the model names framescope runs")
     models_parser.add_argument("--task", choices=("classification", "detection", "segmentation"))
     models_parser.set_defaults(handler=models_command)

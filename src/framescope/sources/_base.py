@@ -39,6 +39,8 @@ class SourceInfo:
     """Nominal frame rate where the container states one (variable-rate clips still report one)."""
     frame_count: int | None = None
     """Frames in a finite source where known up front."""
+    duration_s: float | None = None
+    """Length of a finite source in seconds where the container states it."""
     codec: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 

@@ -11,8 +11,7 @@ def check_video_file(path: str) -> None:
     """Raise :class:`SourceError` when ``path`` is missing, unreadable or empty."""
     if not os.path.exists(path):
         raise SourceError(
-            f"input {path!r} does not exist; check --input_path (a video file, image directory, camera index "
-            "or rtsp:// / http:// URL)."
+            f"input {path!r} does not exist; check the path (relative paths start at {os.getcwd()})."
         )
     if not os.path.isfile(path):
         raise SourceError(

@@ -105,6 +105,8 @@ class OpenCVSource(Source):
         self.info.width, self.info.height = int(bgr.shape[1]), int(bgr.shape[0])
         self.info.fps = fps
         self.info.frame_count = count if count > 0 and spec.kind == "file" else None
+        if self.info.frame_count and fps:
+            self.info.duration_s = self.info.frame_count / fps
         self.info.codec = _fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
 
     def _lost(self) -> bool:

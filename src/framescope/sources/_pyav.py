@@ -101,6 +101,8 @@ class PyAVSource(Source):
         self.info.fps = float(rate) if rate else None
         self.info.frame_count = int(stream.frames) if stream.frames and spec.kind == "file" else None
         self.info.codec = stream.codec_context.name
+        if self._container.duration and spec.kind != "camera":
+            self.info.duration_s = self._container.duration / 1_000_000
 
     def _next_decoded(self) -> Any:
         """The next decoded frame, skipping packets FFmpeg cannot decode; None at the end of the input."""
@@ -140,11 +142,32 @@ class PyAVSource(Source):
         return self._decoded.popleft()
 
     def read(self) -> Frame | None:
-        frame = self._next_decoded()
+        frame = self.read_raw()
         if frame is None:
             return None
-        image = frame.to_ndarray(format="rgb24")
-        return self._frame(image, frame.time)
+        return self._frame(frame.to_ndarray(format="rgb24"), frame.time)
+
+    def read_raw(self) -> Any:
+        """The next decoded ``av.VideoFrame`` (not converted to RGB), or None at the end: for callers that
+        keep few frames and convert only those."""
+        return self._next_decoded()
+
+    def seek(self, seconds: float) -> bool:
+        """Jump to the keyframe at or before ``seconds``; frames before ``seconds`` still follow it.
+        Returns False where the input cannot seek (live streams), which then reads from where it is."""
+        import av
+
+        if self._container is None or seconds <= 0:
+            return False
+        stream = self._stream
+        try:
+            self._container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+        except (av.FFmpegError, OSError, ValueError):
+            return False
+        self._decoded.clear()
+        stream.codec_context.flush_buffers()
+        self._packets = self._container.demux(stream)
+        return True
 
     def close(self) -> None:
         if self._container is not None:

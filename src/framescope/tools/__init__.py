@@ -1,0 +1,1 @@
+"""The seed's data-preparation tools: frame extraction and image annotation."""
