@@ -420,3 +420,43 @@ class ExtractConfig:
             raise ConfigError(f"--prefix {self.prefix!r} should be a file name prefix without '{os.sep}'.")
         _positive_number(self.open_timeout_s, "open_timeout_s", "--open-timeout")
         _positive_number(self.read_timeout_s, "read_timeout_s", "--read-timeout")
+
+
+@dataclass(kw_only=True)
+class AnnotateConfig:
+    """``framescope annotate``: detect objects in a folder of images; write boxed images and COCO JSON."""
+
+    input: str
+    """Directory of images (nested folders and mixed sizes are fine)."""
+    output: str
+    """Directory for the annotated images (same relative paths) and ``annotations.json``."""
+    model_name: str = "fasterrcnn_resnet50_fpn_v2"
+    """Any torchvision detection model."""
+    threshold: float = 0.7
+    """Keep detections scoring at least this (0-1)."""
+    batch_size: int = 4
+    """Images per forward pass."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    weights: str = "DEFAULT"
+    """``DEFAULT`` (torchvision's trained weights, downloaded), a state-dict path, or ``none`` (random)."""
+    seed: int = 0
+    """Seed for random weights (``--weights none``)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input, str) or not self.input.strip():
+            raise ConfigError("-i is empty; pass a directory of images.")
+        if not isinstance(self.output, str) or not self.output.strip():
+            raise ConfigError("-o is empty; pass a directory for the annotated images.")
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, int | float)
+            or not 0 <= self.threshold <= 1
+        ):
+            raise ConfigError(f"--threshold {self.threshold!r} should be a score from 0 to 1, e.g. 0.7.")
+        _positive_int(self.batch_size, "batch_size", "--batch-size")
+        if not (
+            self.device in ("auto", "cpu", "cuda")
+            or (self.device.startswith("cuda:") and self.device[5:].isdigit())
+        ):
+            raise ConfigError(f"--device {self.device!r} should be auto, cpu, cuda or cuda:N.")

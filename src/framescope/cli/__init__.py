@@ -67,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_extract_arguments(extract_parser)
     extract_parser.set_defaults(handler=extract_command)
+    from framescope.cli._annotate_cmd import add_annotate_arguments, annotate_command
+
+    annotate_parser = commands.add_parser(
+        "annotate",
+        help="detect objects in a folder of images: boxed images plus COCO JSON",
+        description="Run a torchvision detection model over images; write them with labelled boxes and one "
+        "COCO-format annotations.json.",
+    )
+    add_annotate_arguments(annotate_parser)
+    annotate_parser.set_defaults(handler=annotate_command)
     models_parser = commands.add_parser("models", help="list the model names framescope runs")
     models_parser.add_argument("--task", choices=("classification", "detection", "segmentation"))
     models_parser.set_defaults(handler=models_command)

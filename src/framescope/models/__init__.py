@@ -7,6 +7,7 @@ from framescope.models._runner import (
     Runner,
     StepResult,
     amp_dtype,
+    detection_num_classes,
     make_runner,
 )
 
@@ -17,6 +18,7 @@ __all__ = [
     "StepResult",
     "amp_dtype",
     "build_model",
+    "detection_num_classes",
     "input_spec",
     "load_weights_file",
     "make_runner",

@@ -3,9 +3,12 @@ them with random, downloaded or user-supplied weights."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import io
 import os
+import sys
 from functools import cache
 from typing import Any
 
@@ -137,13 +140,21 @@ def build_model(name: str, weights: str = "none", *, seed: int = 0) -> nn.Module
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {}
     if weights.lower() == "default":
+        from torchvision.models import get_model_weights
+
+        watching = sys.stdout.isatty()
+        # torch.hub writes "Downloading: URL" to stdout whatever `progress` says; only show it (and the
+        # progress bar) to someone watching a terminal. The URL is in the error message either way.
+        quiet = contextlib.nullcontext() if watching else contextlib.redirect_stdout(io.StringIO())
         try:
-            return get_model(name, weights="DEFAULT")
+            with quiet:
+                return get_model(name, weights="DEFAULT", progress=watching)
         except (OSError, RuntimeError) as exc:  # URLError is an OSError
+            url = get_model_weights(name).DEFAULT.url
             raise ModelError(
-                f"could not download the DEFAULT weights of {name} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else 'no network?'}); pass --weights PATH to a saved "
-                "state dict, or --weights none for random weights."
+                f"could not download the DEFAULT weights of {name} from {url} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no network?'}); pass "
+                "--weights PATH to a saved state dict, or --weights none for random weights."
             ) from None
     if _builder_accepts(name, "weights_backbone"):
         # Detection and segmentation builders otherwise download ImageNet backbone weights.

@@ -94,7 +94,7 @@ class RetrainRunner:
                 raise ModelError("this detection model has no backbone to freeze; use --mode inference.")
             trainable = [m for n, m in model.named_children() if n not in ("backbone", "transform")]
             freeze_except(model, trainable)
-            self.detection_classes = _detection_classes(model)
+            self.detection_classes = detection_num_classes(model)
         else:
             torch.manual_seed(seed)
             replace_head(model, type(model).__name__, config.num_classes)
@@ -178,7 +178,8 @@ class RetrainRunner:
         return StepResult(output, float(loss.detach()))
 
 
-def _detection_classes(model: nn.Module) -> int:
+def detection_num_classes(model: nn.Module) -> int:
+    """Classes a torchvision detection model predicts, background included (91 for COCO models)."""
     predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
     if predictor is not None:
         return int(predictor.cls_score.out_features)
