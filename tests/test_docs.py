@@ -34,9 +34,10 @@ def test_quick_start_is_two_commands() -> None:
 
 def test_documented_defaults_match_the_code() -> None:
     defaults = flat_defaults()
+    run_section = README.split("## `framescope run`", 1)[1].split("\n## ", 1)[0]
     rows = {
         m.group(1): m.group(2).strip()
-        for m in re.finditer(r"^\| `(--[a-z-]+)[^|]*\|[^|]*\| ([^|]*)\|$", README, re.M)
+        for m in re.finditer(r"^\| `(--[a-z-]+)[^|]*\|[^|]*\| ([^|]*)\|$", run_section, re.M)
     }
     assert rows["--batch-size"] == str(defaults["batch_size"])
     assert rows["--prep-level"] == defaults["prep_level"]
@@ -44,3 +45,25 @@ def test_documented_defaults_match_the_code() -> None:
     assert rows["--warmup-steps"] == str(defaults["warmup_steps"])
     assert rows["--output-dir"] == defaults["output_dir"]
     assert rows["--weights"] == defaults["weights"]
+
+
+def _subcommand_options() -> list[tuple[str, str]]:
+    import argparse
+
+    from framescope.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [
+        (name, option)
+        for name, sub in subparsers.choices.items()
+        if name in ("run", "extract-frames", "annotate")
+        for action in sub._actions
+        for option in action.option_strings
+        if option not in ("-h", "--help")
+    ]
+
+
+@pytest.mark.parametrize(("command", "option"), _subcommand_options())
+def test_every_option_of_every_command_is_documented(command: str, option: str) -> None:
+    assert f"`{option}" in README or f"/{option}" in README, f"framescope {command} {option}"

@@ -110,3 +110,14 @@ def test_system_information() -> None:
     assert info["torch"] == torch.__version__
     assert info["logical_cores"] >= 1 and info["memory_total_gib"] > 0
     json.dumps(info)  # system.json must serialise
+
+
+def test_nested_spans_count_exclusive_time() -> None:
+    clock = FakeClock()
+    timer = StageTimer(clock)
+    with timer.span("exec"):
+        clock.advance(1.0)
+        with timer.span("split"):
+            clock.advance(0.25)
+        clock.advance(2.0)
+    assert timer.samples == {"exec": pytest.approx(3.0), "split": pytest.approx(0.25)}

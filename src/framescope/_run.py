@@ -24,7 +24,7 @@ from framescope.errors import DeviceError, FramescopeError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
-from framescope.models import Runner, build_model, input_spec, make_runner, task_of
+from framescope.models import Runner, build_model, input_spec, make_runner, parse_split_point, task_of
 from framescope.pipeline import (
     Row,
     StepPlan,
@@ -101,6 +101,11 @@ def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device]:
     return (cuda if config.preprocess.on_gpu else cpu), (cuda if config.model.on_gpu else cpu)
 
 
+def model_input_device(config: RunConfig, model_device: torch.device) -> torch.device:
+    """Where the model's input must be: with --split-point the first part runs on the CPU."""
+    return torch.device("cpu") if config.model.split_point else model_device
+
+
 def _expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
     by_frames = math.ceil(info.frame_count / config.batch_size) if info.frame_count else None
     candidates = [n for n in (by_frames, config.max_steps) if n is not None]
@@ -132,16 +137,23 @@ def _dummy_batch(config: RunConfig, info: SourceInfo) -> Batch:
 
 
 def _model_info(
-    name: str, task: str, model: torch.nn.Module, spec: InputSpec, device: torch.device
+    config: RunConfig, task: str, model: torch.nn.Module, spec: InputSpec, device: torch.device
 ) -> dict[str, Any]:
-    return {
-        "name": name,
+    info: dict[str, Any] = {
+        "name": config.model.name,
         "task": task,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "device": str(device),
         "input": dataclasses.asdict(spec),
     }
+    if config.model.split_point:
+        info["split"] = {
+            "before": parse_split_point(config.model.split_point)[1],
+            "first_part": "cpu",
+            "second_part": str(device),
+        }
+    return info
 
 
 def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock = monotonic) -> RunResult:
@@ -196,12 +208,14 @@ def _run_bound(
     setup["source_open_s"] = clock() - t
     writer: RunWriter | None = None
     try:
+        uses_cuda = "cuda" in (prep_device.type, model_device.type)
+        timer = StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda else None)
         t = clock()
         model = build_model(config.model.name, config.model.weights, seed=config.seed)
         spec = input_spec(config.model.name, model)
-        runner = make_runner(model, task, config.model, model_device, seed=config.seed)
+        runner = make_runner(model, task, config.model, model_device, seed=config.seed, span=timer.span)
         preprocessor = Preprocessor(config.preprocess.level, spec)
-        plan = _step_plan(preprocessor, runner, prep_device, model_device)
+        plan = _step_plan(preprocessor, runner, prep_device, model_input_device(config, model_device))
         setup["model_build_s"] = clock() - t
         t = clock()
         try:
@@ -233,19 +247,18 @@ def _run_bound(
         writer.write_json(SYSTEM_FILE, system)
         writer.open_rows()
 
-        uses_cuda = "cuda" in (prep_device.type, model_device.type)
         session = _Session(
             config=config,
             source=source,
             plan=plan,
             writer=writer,
             watcher=watcher,
-            timer=StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda else None),
+            timer=timer,
             clock=clock,
             threads=threads,
             system=system,
             setup=setup,
-            model_info=_model_info(config.model.name, task, model, spec, model_device),
+            model_info=_model_info(config, task, model, spec, model_device),
             started_at=started_at,
             uses_cuda=uses_cuda,
             cpu_meter=cpu_meter,

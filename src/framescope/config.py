@@ -137,11 +137,25 @@ class ModelConfig:
     """Retrain mode: classes of the replaced head (labels are virtual)."""
     learning_rate: float = 0.01
     """Retrain mode: SGD learning rate for the head."""
+    split_point: str | None = None
+    """``MODEL:LAYER`` or ``LAYER``: the model up to LAYER runs on the CPU, the rest on the model's device."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("model name is empty; pass --model-name, e.g. --model-name resnet50.")
         _choice(self.mode, MODES, "mode", "--mode")
+        if self.split_point is not None:
+            model, _, layer = self.split_point.strip().rpartition(":")
+            if not layer:
+                raise ConfigError(
+                    f"--split-point {self.split_point!r} names no layer; write MODEL:LAYER, e.g. "
+                    "resnet50:layer3."
+                )
+            if model and model != self.name:
+                raise ConfigError(
+                    f"--split-point {self.split_point!r} is for {model}, but the model is {self.name}; "
+                    f"write {self.name}:{layer}."
+                )
         _positive_int(self.num_classes, "num_classes", "--num-classes")
         _positive_number(self.learning_rate, "learning_rate", "--lr")
 
@@ -203,6 +217,7 @@ class RunConfig:
         "use_amp": ("model", "amp"),
         "num_classes": ("model", "num_classes"),
         "lr": ("model", "learning_rate"),
+        "split_point": ("model", "split_point"),
         "input_path": ("source", "input_path"),
         "decoder": ("source", "decoder"),
         "decode_threads": ("source", "decode_threads"),

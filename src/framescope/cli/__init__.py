@@ -31,8 +31,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def models_command(args: argparse.Namespace) -> int:
-    from framescope.models import models_by_task
+    from framescope.models import build_model, models_by_task, split_points
 
+    if args.split_points:
+        points = split_points(build_model(args.split_points), args.split_points)
+        print(f"split points of {args.split_points} (--split-point {args.split_points}:LAYER):")
+        for point in points:
+            print(f"  {point}")
+        return 0
     for task, names in models_by_task().items():
         if args.task and task != args.task:
             continue
@@ -79,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     annotate_parser.set_defaults(handler=annotate_command)
     models_parser = commands.add_parser("models", help="list the model names framescope runs")
     models_parser.add_argument("--task", choices=("classification", "detection", "segmentation"))
+    models_parser.add_argument(
+        "--split-points", metavar="MODEL", help="list the layers MODEL can be split before (--split-point)"
+    )
     models_parser.set_defaults(handler=models_command)
     return parser
 

@@ -61,6 +61,15 @@ SEED_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
         "max_steps",
         {"type": int, "metavar": "N", "help": "stop after N batches (warm-up included)"},
     ),
+    (
+        ("--split-point",),
+        "split_point",
+        {
+            "metavar": "MODEL:LAYER",
+            "help": "run the model up to LAYER on the CPU, the rest on the model's device; the transfer is "
+            "timed (framescope models --split-points MODEL lists layers)",
+        },
+    ),
 ]
 
 MORE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
@@ -173,6 +182,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     given = {k: v for k, v in vars(args).items() if k in RunConfig.FLAT_FIELDS}
+    split_model = (given.get("split_point") or "").rpartition(":")[0]
+    if split_model and "model_name" not in given and not getattr(args, "config", None):
+        given["model_name"] = split_model  # the seed's --split-point resnet50:layer3 names the model
     config_file = getattr(args, "config", None)
     if config_file:
         return RunConfig.from_yaml(config_file).replace(**given)

@@ -6,6 +6,9 @@ Timing semantics (also in the README):
 * ``host-wall``: host wall time around the stage. Used on CPU, where it is the stage's time.
 * ``cuda-sync``: the device is synchronised before and after the stage, so the host wall time equals the
   device time of the work the stage queued. Simple and exact, but it serialises host and device.
+
+Spans nest: a stage's sample is its exclusive time (a ``split`` transfer inside ``exec`` counts as ``split``,
+not twice), so the stages of a step still add up to the step.
 """
 
 from __future__ import annotations
@@ -54,13 +57,14 @@ def nvtx_range(name: str) -> Iterator[None]:
 class _Span:
     """One timed stage. A class rather than a generator: it sits on the hot path of every step."""
 
-    __slots__ = ("_function", "_start", "name", "timer")
+    __slots__ = ("_children", "_function", "_start", "name", "timer")
 
     def __init__(self, timer: StageTimer, name: str) -> None:
         self.timer = timer
         self.name = name
         self._function: torch.profiler.record_function | None = None
         self._start = 0.0
+        self._children = 0.0
 
     def __enter__(self) -> None:
         _NVTX_PUSH(self.name)
@@ -71,6 +75,7 @@ class _Span:
         timer = self.timer
         if timer.sync is not None:
             timer.sync()
+        timer._open.append(self)
         self._start = timer.clock()
 
     def __exit__(self, *exc: object) -> None:
@@ -79,7 +84,10 @@ class _Span:
             if timer.sync is not None:
                 timer.sync()
             elapsed = timer.clock() - self._start
-            timer.samples[self.name] = timer.samples.get(self.name, 0.0) + elapsed
+            timer._open.pop()
+            if timer._open:
+                timer._open[-1]._children += elapsed
+            timer.samples[self.name] = timer.samples.get(self.name, 0.0) + elapsed - self._children
         finally:
             if self._function is not None:
                 self._function.__exit__(None, None, None)
@@ -99,6 +107,7 @@ class StageTimer:
         self.sync = sync
         self.method = CUDA_SYNC if sync is not None else HOST_WALL
         self.samples: dict[str, float] = {}
+        self._open: list[_Span] = []
 
     def reset(self) -> None:
         """Forget the previous step's samples."""

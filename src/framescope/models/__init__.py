@@ -10,11 +10,13 @@ from framescope.models._runner import (
     detection_num_classes,
     make_runner,
 )
+from framescope.models._split import SplitModel, parse_split_point, split_points
 
 __all__ = [
     "InferenceRunner",
     "RetrainRunner",
     "Runner",
+    "SplitModel",
     "StepResult",
     "amp_dtype",
     "build_model",
@@ -23,5 +25,7 @@ __all__ = [
     "load_weights_file",
     "make_runner",
     "models_by_task",
+    "parse_split_point",
+    "split_points",
     "task_of",
 ]

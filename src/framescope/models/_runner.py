@@ -14,6 +14,7 @@ from torch import nn
 from framescope.config import ModelConfig
 from framescope.errors import ModelError
 from framescope.models._heads import freeze_except, replace_head
+from framescope.models._split import SpanFactory, SplitModel, parse_split_point
 from framescope.preprocess import Batch
 
 
@@ -36,9 +37,7 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
 
 
-def _compiled(model: nn.Module, config: ModelConfig) -> Callable[..., Any]:
-    if not config.compile:
-        return model
+def _compile(model: nn.Module, config: ModelConfig) -> Callable[..., Any]:
     try:
         return torch.compile(model, backend=config.compile_backend)
     except Exception as exc:  # an unknown backend name fails here, before any step runs
@@ -48,6 +47,27 @@ def _compiled(model: nn.Module, config: ModelConfig) -> Callable[..., Any]:
         ) from None
 
 
+def _placed(
+    model: nn.Module, config: ModelConfig, device: torch.device, span: SpanFactory | None
+) -> tuple[nn.Module, Callable[..., Any]]:
+    """(the model on its device(s), the callable that runs it): split across devices for --split-point,
+    compiled for --enable-compile (each part on its own when split)."""
+    if config.split_point is None:
+        placed = model.to(device)
+        return placed, (_compile(placed, config) if config.compile else placed)
+    _, layer = parse_split_point(config.split_point)
+    split = SplitModel(
+        model,
+        config.name,
+        layer,
+        first=torch.device("cpu"),
+        second=device,
+        span=span,
+        compile_part=(lambda part: _compile(part, config)) if config.compile else None,
+    )
+    return split, split
+
+
 def _as_list(batch: Batch) -> list[torch.Tensor]:
     return list(batch) if isinstance(batch, torch.Tensor) else batch
 
@@ -55,12 +75,19 @@ def _as_list(batch: Batch) -> list[torch.Tensor]:
 class InferenceRunner:
     """``model.eval()`` under ``torch.inference_mode``."""
 
-    def __init__(self, model: nn.Module, task: str, config: ModelConfig, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        task: str,
+        config: ModelConfig,
+        device: torch.device,
+        *,
+        span: SpanFactory | None = None,
+    ) -> None:
         self.task = task
         self.device = device
         self.amp = config.amp
-        self.model = model.eval().to(device)
-        self.forward = _compiled(self.model, config)
+        self.model, self.forward = _placed(model.eval(), config, device, span)
 
     def __call__(self, batch: Batch) -> StepResult:
         with torch.inference_mode(), _autocast(self.device, self.amp):
@@ -82,7 +109,14 @@ class RetrainRunner:
     """
 
     def __init__(
-        self, model: nn.Module, task: str, config: ModelConfig, device: torch.device, *, seed: int = 0
+        self,
+        model: nn.Module,
+        task: str,
+        config: ModelConfig,
+        device: torch.device,
+        *,
+        seed: int = 0,
+        span: SpanFactory | None = None,
     ) -> None:
         self.task = task
         self.device = device
@@ -98,12 +132,11 @@ class RetrainRunner:
         else:
             torch.manual_seed(seed)
             replace_head(model, type(model).__name__, config.num_classes)
-        self.model = model.to(device)
-        parameters = [p for p in model.parameters() if p.requires_grad]
+        self.model, self.forward = _placed(model, config, device, span)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
         self.scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
         self.generator = torch.Generator().manual_seed(seed)
-        self.forward = _compiled(self.model, config)
 
     def _labels(self, count: int, height: int, width: int) -> torch.Tensor:
         shape = (count, height, width) if self.task == "segmentation" else (count,)
@@ -203,8 +236,16 @@ Runner = InferenceRunner | RetrainRunner
 
 
 def make_runner(
-    model: nn.Module, task: str, config: ModelConfig, device: torch.device, *, seed: int = 0
+    model: nn.Module,
+    task: str,
+    config: ModelConfig,
+    device: torch.device,
+    *,
+    seed: int = 0,
+    span: SpanFactory | None = None,
 ) -> Runner:
+    """The runner for ``config.mode``. ``device`` is where the model's output lives; with a split point the
+    first part runs on the CPU and ``span`` times the transfer between the parts."""
     if config.mode == "retrain":
-        return RetrainRunner(model, task, config, device, seed=seed)
-    return InferenceRunner(model, task, config, device)
+        return RetrainRunner(model, task, config, device, seed=seed, span=span)
+    return InferenceRunner(model, task, config, device, span=span)

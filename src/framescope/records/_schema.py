@@ -17,12 +17,14 @@ STAGE_COLUMNS = {
     "prep": "prep_latency_ms",
     "d2h": "d2h_latency_ms",
     "exec": "exec_latency_ms",
+    "split": "split_transfer_latency_ms",
 }
 """Stage name (as in NVTX ranges and traces) -> its latency column."""
 
 EXTRA_COLUMNS = (
     "h2d_latency_ms",
     "d2h_latency_ms",
+    "split_transfer_latency_ms",
     "batch_size",
     "frames",
     "fps",
@@ -41,11 +43,13 @@ COLUMN_DOCS = {
     "step": "0-based batch number",
     "read_latency_ms": "reading and decoding the batch's frames into a uint8 tensor (colour conversion too)",
     "prep_latency_ms": "the preprocessing transforms (on the device chosen by --prep-on-gpu)",
-    "exec_latency_ms": "the model: forward in inference; forward, loss, backward, optimizer step in retrain",
+    "exec_latency_ms": "the model: forward in inference; forward, loss, backward, optimizer step in retrain "
+    "(with --split-point: both parts, not the transfer between them)",
     "total_step_latency_ms": "wall time of the whole step, first stage start to last stage end",
     "loss": "training loss (retrain mode; empty in inference)",
     "h2d_latency_ms": "host-to-device copy of the batch (empty when nothing is copied)",
     "d2h_latency_ms": "device-to-host copy (GPU preprocessing feeding a CPU model; empty otherwise)",
+    "split_transfer_latency_ms": "--split-point: moving activations between the two parts' devices",
     "batch_size": "the configured batch size",
     "frames": "frames actually in this batch (the last batch may be short)",
     "fps": "frames / total_step_latency_ms",
