@@ -173,3 +173,14 @@ def test_the_default_model_runs(image_dir: Path, tmp_path: Path) -> None:
         image_dir, tmp_path, model_name="fasterrcnn_resnet50_fpn_v2", threshold=0.0, batch_size=2
     )
     assert len(coco["images"]) == 4
+
+
+def test_weights_from_a_state_dict_file(image_dir: Path, tmp_path: Path) -> None:
+    from framescope.models import build_model
+
+    path = tmp_path / "ssdlite.pt"
+    torch.save(build_model(FAST, seed=3).state_dict(), path)
+    from_file = run_annotate(image_dir, tmp_path / "file", weights=str(path))
+    seeded = run_annotate(image_dir, tmp_path / "seeded", weights="none", seed=3)
+    assert from_file["info"]["weights"] == str(path)
+    assert [a["bbox"] for a in from_file["annotations"]] == [a["bbox"] for a in seeded["annotations"]]
