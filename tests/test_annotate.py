@@ -69,9 +69,12 @@ def test_threshold_filters_detections(image_dir: Path, tmp_path: Path) -> None:
     assert len(run_annotate(image_dir, tmp_path / "low", threshold=0.01)["annotations"]) > 0
 
 
+@pytest.mark.slow
 def test_batching_does_not_change_the_result(image_dir: Path, tmp_path: Path) -> None:
-    one = run_annotate(image_dir, tmp_path / "one", batch_size=1)
-    many = run_annotate(image_dir, tmp_path / "many", batch_size=4)
+    # ssd300's random weights give distinct scores; ssdlite's tie at 1/91, which makes the choice among
+    # equal-scoring boxes arbitrary in any NMS
+    one = run_annotate(image_dir, tmp_path / "one", batch_size=1, model_name="ssd300_vgg16", threshold=0.0)
+    many = run_annotate(image_dir, tmp_path / "many", batch_size=4, model_name="ssd300_vgg16", threshold=0.0)
 
     def coordinates(coco: dict[str, Any]) -> list[float]:
         return [v for a in coco["annotations"] for v in a["bbox"]]

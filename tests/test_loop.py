@@ -11,7 +11,7 @@ import torch
 
 from framescope.instrument import FakeClock, ProfilerWindow, StageTimer
 from framescope.models import StepResult
-from framescope.pipeline import Row, StepPlan, Transfer, collate, run_sync
+from framescope.pipeline import Row, Stage, StepPlan, collate, run_sync
 from framescope.preprocess import Batch
 from framescope.sources import Frame, Source, SourceInfo
 
@@ -47,7 +47,7 @@ def plan_costing(clock: FakeClock, prep_s: float, model_s: float, loss: float | 
         clock.advance(model_s)
         return StepResult(output=None, loss=loss)
 
-    return StepPlan(prep=prep, model=model)
+    return StepPlan([Stage("prep", prep), Stage("exec", model)])
 
 
 def run(
@@ -130,8 +130,8 @@ def test_transfers_are_their_own_stages() -> None:
         clock.advance(0.003)
         return batch
 
-    plan.before_prep = Transfer("h2d", move)
-    plan.before_model = Transfer("d2h", move)
+    plan.stages.insert(0, Stage("h2d", move))
+    plan.stages.insert(2, Stage("d2h", move))
     rows = run(FakeSource(clock, frames=4, read_s=0), plan, clock)
     assert rows[0]["h2d_latency_ms"] == pytest.approx(3.0)
     assert rows[0]["d2h_latency_ms"] == pytest.approx(3.0)
@@ -183,7 +183,7 @@ def test_real_time_stages_match_sleeps() -> None:
     rows: list[Row] = []
     run_sync(
         SleepySource(FakeClock(), frames=None),
-        StepPlan(prep=prep, model=model),
+        StepPlan([Stage("prep", prep), Stage("exec", model)]),
         batch_size=5,
         timer=StageTimer(),
         clock=time.perf_counter,
@@ -209,3 +209,51 @@ def test_collate_makes_a_channels_first_uint8_batch() -> None:
     assert batch[2].eq(2).all()
     mixed = collate([frames[0], Frame(np.zeros((5, 5, 3), dtype=np.uint8), 3, None, 0.0)])
     assert isinstance(mixed, list) and [tuple(t.shape) for t in mixed] == [(3, 4, 6), (3, 5, 5)]
+
+
+@pytest.mark.parametrize(
+    ("prep", "model_in", "model_out", "post", "expected"),
+    [
+        ("cpu", "cpu", "cpu", "cpu", ["prep", "exec", "post"]),
+        ("cpu", "cuda", "cuda", "cpu", ["prep", "h2d", "exec", "d2h", "post"]),
+        ("cuda", "cuda", "cuda", "cpu", ["h2d", "prep", "exec", "d2h", "post"]),
+        ("cuda", "cuda", "cuda", "cuda", ["h2d", "prep", "exec", "post", "d2h"]),
+        ("cuda", "cpu", "cpu", "cpu", ["h2d", "prep", "d2h", "exec", "post"]),
+        ("cpu", "cpu", "cuda", "cuda", ["prep", "exec", "post", "d2h"]),  # a split: input on the CPU
+        ("cpu", "cpu", "cpu", "cuda", ["prep", "exec", "h2d", "post", "d2h"]),
+    ],
+)
+def test_placement_decides_the_copies(
+    prep: str, model_in: str, model_out: str, post: str, expected: list[str]
+) -> None:
+    """The GPU placement logic, checked without a GPU: only the plan is built, nothing is moved."""
+    from framescope.pipeline import plan_stages
+
+    def nothing(value: object) -> object:
+        return value
+
+    plan = plan_stages(
+        prep=nothing,
+        prep_device=torch.device(prep),
+        model=nothing,  # type: ignore[arg-type]
+        model_warm_up=None,
+        input_device=torch.device(model_in),
+        output_device=torch.device(model_out),
+        post=nothing,
+        post_device=torch.device(post),
+    )
+    assert [stage.name for stage in plan.stages] == expected
+
+
+def test_without_post_nothing_comes_back() -> None:
+    from framescope.pipeline import plan_stages
+
+    plan = plan_stages(
+        prep=lambda v: v,
+        prep_device=torch.device("cpu"),
+        model=StepResult,
+        model_warm_up=None,
+        input_device=torch.device("cuda"),
+        output_device=torch.device("cuda"),
+    )
+    assert [stage.name for stage in plan.stages] == ["prep", "h2d", "exec"]

@@ -18,7 +18,7 @@ from tests.conftest import CLIP_FRAMES, VFR_PTS_MS
 import framescope
 from framescope import RunConfig, load_run
 from framescope.errors import DeviceError, FramescopeError
-from framescope.records import SEED_COLUMNS
+from framescope.records import SEED_COLUMNS, STAGE_COLUMNS
 
 SMALL = "mobilenet_v3_small"
 
@@ -36,7 +36,7 @@ def check_rows(rows: pd.DataFrame) -> None:
     assert list(rows["step"]) == list(range(len(rows)))
     for column in ("read_latency_ms", "prep_latency_ms", "exec_latency_ms", "total_step_latency_ms"):
         assert (rows[column] > 0).all(), column
-    stage_sum = rows[["read_latency_ms", "prep_latency_ms", "exec_latency_ms"]].sum(axis=1)
+    stage_sum = rows[[c for c in STAGE_COLUMNS.values() if rows[c].notna().any()]].sum(axis=1)
     for column in ("read_latency_ms", "prep_latency_ms", "exec_latency_ms"):
         assert (rows["total_step_latency_ms"] >= rows[column]).all()
     # The loop is synchronous: stages tile the step, so they add up to (almost) all of it. One step can lose
@@ -306,57 +306,6 @@ def test_torch_compile_with_inductor(out_dir: Path) -> None:
     check_rows(result.rows)
     # compilation happens in the untimed warm-up, not in the recorded steps
     assert result.summary["setup"]["warmup_s"] * 1000 > result.rows["exec_latency_ms"].max()
-
-
-@pytest.mark.parametrize(
-    ("prep", "model", "before_prep", "before_model"),
-    [
-        ("cpu", "cpu", None, None),
-        ("cpu", "cuda", None, "h2d"),
-        ("cuda", "cuda", "h2d", None),
-        ("cuda", "cpu", "h2d", "d2h"),
-    ],
-)
-def test_which_copies_a_placement_needs(
-    prep: str, model: str, before_prep: str | None, before_model: str | None
-) -> None:
-    """The GPU placement logic, checked without a GPU: only the plan is built, nothing is moved."""
-    from framescope._run import _step_plan
-    from framescope.preprocess import InputSpec, Preprocessor
-
-    class Stub:
-        def __call__(self, batch: Any) -> None:
-            return None
-
-        def warm_up(self, batch: Any) -> None:
-            return None
-
-    plan = _step_plan(
-        Preprocessor("simple", InputSpec("classification", (8, 8), resize=8)),
-        Stub(),  # type: ignore[arg-type]
-        torch.device(prep),
-        torch.device(model),
-    )
-    assert (plan.before_prep.stage if plan.before_prep else None) == before_prep
-    assert (plan.before_model.stage if plan.before_model else None) == before_model
-
-
-def test_seed_makes_retrain_repeatable_and_lr_changes_it(clip: Path, out_dir: Path) -> None:
-    def losses(**flat: Any) -> list[float]:
-        result = framescope.run(config(out_dir, clip, mode="retrain", max_steps=4, num_classes=3, **flat))
-        return list(result.rows["loss"])
-
-    first = losses(seed=3)
-    assert losses(seed=3) == first
-    assert losses(seed=4) != first
-    faster = losses(seed=3, lr=0.5)
-    assert faster[0] == first[0]  # the first step runs before any update
-    assert faster[1:] != first[1:]
-
-
-def test_decode_threads_reach_the_decoder(clip: Path, out_dir: Path) -> None:
-    result = framescope.run(config(out_dir, clip, decode_threads=1, decoder="pyav", max_steps=2))
-    assert result.summary["threads"]["decode"] == 1
 
 
 @pytest.fixture

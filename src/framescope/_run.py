@@ -24,17 +24,17 @@ from framescope.errors import DeviceError, FramescopeError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
-from framescope.models import Runner, build_model, input_spec, make_runner, parse_split_point, task_of
+from framescope.models import build_model, input_spec, make_runner, parse_split_point, task_of
 from framescope.pipeline import (
     Row,
     StepPlan,
     ThreadPlan,
-    Transfer,
     configure_threads,
+    plan_stages,
     restore_threads,
     run_sync,
-    to_device,
 )
+from framescope.postprocess import make_postprocess, results_to_host
 from framescope.preprocess import Batch, InputSpec, Preprocessor
 from framescope.records import (
     COLUMNS,
@@ -83,11 +83,13 @@ class RunObserver:
         """Called once the summary is written (also for interrupted and failed runs)."""
 
 
-def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device]:
-    """(preprocessing device, model device); asking for CUDA without one is an error, never a fallback."""
+def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device, torch.device]:
+    """(preprocessing, model, post-processing) devices; asking for CUDA without one is an error, never a
+    fallback."""
     for wanted, flag in (
         (config.model.on_gpu, "--infer-on-gpu"),
         (config.preprocess.on_gpu, "--prep-on-gpu"),
+        (config.postprocess.on_gpu, "--post-on-gpu"),
     ):
         if wanted and not torch.cuda.is_available():
             reason = (
@@ -98,7 +100,11 @@ def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device]:
             raise DeviceError(f"{flag} needs a CUDA GPU, but {reason}; drop {flag} to run on the CPU.")
     cuda = torch.device("cuda")
     cpu = torch.device("cpu")
-    return (cuda if config.preprocess.on_gpu else cpu), (cuda if config.model.on_gpu else cpu)
+    return (
+        cuda if config.preprocess.on_gpu else cpu,
+        cuda if config.model.on_gpu else cpu,
+        cuda if config.postprocess.on_gpu else cpu,
+    )
 
 
 def model_input_device(config: RunConfig, model_device: torch.device) -> torch.device:
@@ -110,25 +116,6 @@ def _expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
     by_frames = math.ceil(info.frame_count / config.batch_size) if info.frame_count else None
     candidates = [n for n in (by_frames, config.max_steps) if n is not None]
     return min(candidates) if candidates else None
-
-
-def _step_plan(
-    preprocessor: Preprocessor, runner: Runner, prep_device: torch.device, model_device: torch.device
-) -> StepPlan:
-    def mover(device: torch.device) -> Any:
-        return lambda batch: to_device(batch, device)
-
-    before_prep = Transfer("h2d", mover(prep_device)) if prep_device.type != "cpu" else None
-    before_model = None
-    if prep_device != model_device:
-        before_model = Transfer("d2h" if model_device.type == "cpu" else "h2d", mover(model_device))
-    return StepPlan(
-        prep=preprocessor,
-        model=runner,
-        before_prep=before_prep,
-        before_model=before_model,
-        model_warm_up=runner.warm_up,
-    )
 
 
 def _dummy_batch(config: RunConfig, info: SourceInfo) -> Batch:
@@ -166,7 +153,7 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
     started_at = time.time()
     if profiling_requested_by_env() and not config.profile.enabled:
         config = config.replace(torch_profile=True)
-    prep_device, model_device = resolve_devices(config)
+    prep_device, model_device, post_device = resolve_devices(config)
     threads = configure_threads(
         config.cores, torch_threads=config.torch_threads, decode_threads=config.source.decode_threads
     )
@@ -178,6 +165,7 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
             threads=threads,
             prep_device=prep_device,
             model_device=model_device,
+            post_device=post_device,
             started_at=started_at,
         )
     finally:
@@ -192,6 +180,7 @@ def _run_bound(
     threads: ThreadPlan,
     prep_device: torch.device,
     model_device: torch.device,
+    post_device: torch.device,
     started_at: float,
 ) -> RunResult:
     ensure_writable_dir(Path(config.output_dir))
@@ -208,14 +197,24 @@ def _run_bound(
     setup["source_open_s"] = clock() - t
     writer: RunWriter | None = None
     try:
-        uses_cuda = "cuda" in (prep_device.type, model_device.type)
+        uses_cuda = "cuda" in (prep_device.type, model_device.type, post_device.type)
         timer = StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda else None)
         t = clock()
         model = build_model(config.model.name, config.model.weights, seed=config.seed)
         spec = input_spec(config.model.name, model)
         runner = make_runner(model, task, config.model, model_device, seed=config.seed, span=timer.span)
-        preprocessor = Preprocessor(config.preprocess.level, spec)
-        plan = _step_plan(preprocessor, runner, prep_device, model_input_device(config, model_device))
+        inference = config.model.mode == "inference"
+        plan = plan_stages(
+            prep=Preprocessor(config.preprocess.level, spec),
+            prep_device=prep_device,
+            model=runner,
+            model_warm_up=runner.warm_up,
+            input_device=model_input_device(config, model_device),
+            output_device=model_device,
+            post=make_postprocess(task, runner.model) if inference else None,
+            post_device=post_device,
+            to_host=results_to_host,
+        )
         setup["model_build_s"] = clock() - t
         t = clock()
         try:

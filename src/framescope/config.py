@@ -116,6 +116,15 @@ class PreprocessConfig:
 
 
 @dataclass(kw_only=True)
+class PostprocessConfig:
+    """How the model's raw output becomes results (top-5 classes, detections after NMS, class maps)."""
+
+    on_gpu: bool = False
+    """Post-process on the GPU (batched NMS there, then one bulk copy of the final results) instead of
+    copying the raw outputs to the CPU and post-processing there."""
+
+
+@dataclass(kw_only=True)
 class ModelConfig:
     """Which model runs, where, and how."""
 
@@ -179,6 +188,16 @@ class ProfileConfig:
         _positive_int(self.active, "profile_active", "--profile-active")
 
 
+SECTIONS: dict[str, type[Any]] = {
+    "model": ModelConfig,
+    "source": SourceConfig,
+    "preprocess": PreprocessConfig,
+    "postprocess": PostprocessConfig,
+    "profile": ProfileConfig,
+}
+"""The sections of a run config, by key."""
+
+
 @dataclass(kw_only=True)
 class RunConfig:
     """Everything one ``framescope run`` needs. Build it directly, with :meth:`from_flat`, or from YAML."""
@@ -186,6 +205,7 @@ class RunConfig:
     model: ModelConfig
     source: SourceConfig
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     batch_size: int = 1
     """Frames per batch; the last batch of a finite input may be shorter."""
@@ -225,6 +245,7 @@ class RunConfig:
         "read_timeout": ("source", "read_timeout_s"),
         "prep_level": ("preprocess", "level"),
         "prep_on_gpu": ("preprocess", "on_gpu"),
+        "post_on_gpu": ("postprocess", "on_gpu"),
         "torch_profile": ("profile", "enabled"),
         "profile_wait": ("profile", "wait"),
         "profile_warmup": ("profile", "warmup"),
@@ -285,19 +306,13 @@ class RunConfig:
             raise ConfigError(
                 "a run config must be a mapping of settings (see config.yaml in any run directory)."
             )
-        sections: dict[str, type[Any]] = {
-            "model": ModelConfig,
-            "source": SourceConfig,
-            "preprocess": PreprocessConfig,
-            "profile": ProfileConfig,
-        }
         top_fields = {f.name for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key not in top_fields:
                 raise ConfigError(f"unknown config key {key!r}{_did_you_mean(key, top_fields)}.")
-            if key in sections:
-                kwargs[key] = _build_section(sections[key], key, value)
+            if key in SECTIONS:
+                kwargs[key] = _build_section(SECTIONS[key], key, value)
             else:
                 kwargs[key] = value
         for required in ("model", "source"):
@@ -348,15 +363,9 @@ class RunConfig:
 
 def flat_defaults() -> dict[str, Any]:
     """The default of every flat setting (``None`` where there is none), for help texts."""
-    sections = {
-        "model": ModelConfig,
-        "source": SourceConfig,
-        "preprocess": PreprocessConfig,
-        "profile": ProfileConfig,
-    }
     defaults: dict[str, Any] = {}
     for flat, path in RunConfig.FLAT_FIELDS.items():
-        owner: type[Any] = sections[path[0]] if len(path) == 2 else RunConfig
+        owner: type[Any] = SECTIONS[path[0]] if len(path) == 2 else RunConfig
         spec = next(f for f in dataclasses.fields(owner) if f.name == path[-1])
         if spec.default is not dataclasses.MISSING:
             defaults[flat] = spec.default

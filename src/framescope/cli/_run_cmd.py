@@ -94,6 +94,14 @@ MORE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     ),
     (("--decoder",), "decoder", {"choices": DECODERS, "help": "video decoder"}),
     (
+        ("--post-on-gpu",),
+        "post_on_gpu",
+        {
+            "action": "store_true",
+            "help": "post-process (NMS, top-k) on the GPU, then copy only the results back",
+        },
+    ),
+    (
         ("--decode-threads",),
         "decode_threads",
         {"type": int, "metavar": "N", "help": "FFmpeg decoding threads; 0 = one per bound core"},

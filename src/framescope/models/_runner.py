@@ -13,6 +13,7 @@ from torch import nn
 
 from framescope.config import ModelConfig
 from framescope.errors import ModelError
+from framescope.models._detection import detection_family, forward_raw
 from framescope.models._heads import freeze_except, replace_head
 from framescope.models._split import SpanFactory, SplitModel, parse_split_point
 from framescope.preprocess import Batch
@@ -87,17 +88,27 @@ class InferenceRunner:
         self.task = task
         self.device = device
         self.amp = config.amp
-        self.model, self.forward = _placed(model.eval(), config, device, span)
+        if task == "detection":
+            # The model stage stops at the raw head outputs; box decoding, filtering and NMS are the
+            # post stage (framescope.postprocess). Compilation covers the backbone, the heavy part.
+            self.model = model.eval().to(device)
+            if config.compile:
+                detector: Any = self.model
+                detector.backbone = _compile(detector.backbone, config)
+            family = detection_family(self.model)
+            self.forward: Callable[..., Any] = lambda images: forward_raw(
+                self.model, _as_list(images), family
+            )
+        else:
+            self.model, self.forward = _placed(model.eval(), config, device, span)
 
     def __call__(self, batch: Batch) -> StepResult:
         with torch.inference_mode(), _autocast(self.device, self.amp):
-            if self.task == "detection":
-                return StepResult(self.forward(_as_list(batch)))
             return StepResult(self.forward(batch))
 
-    def warm_up(self, batch: Batch) -> None:
+    def warm_up(self, batch: Batch) -> StepResult:
         """One untimed call: compilation, first-call allocation, cuDNN autotuning."""
-        self(batch)
+        return self(batch)
 
 
 class RetrainRunner:
@@ -183,7 +194,7 @@ class RetrainRunner:
             labels = self._labels(logits.shape[0], 0, 0)
         return output, nn.functional.cross_entropy(logits.float(), labels)
 
-    def warm_up(self, batch: Batch) -> None:
+    def warm_up(self, batch: Batch) -> StepResult:
         """Forward and backward once, untimed, without training: no optimizer step, and BatchNorm statistics
         and the virtual-label generator are put back, so step 0 starts from the seeded state."""
         buffers = [b.detach().clone() for b in self.model.buffers()]
@@ -196,6 +207,7 @@ class RetrainRunner:
             for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
         self.generator.set_state(labels)
+        return StepResult(None)
 
     def __call__(self, batch: Batch) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,8 @@
 """The pipeline: batching, thread budget and the loop that runs every stage inside a span."""
 
-from framescope.pipeline._batcher import collate, read_frames, to_device
-from framescope.pipeline._loop import Row, StepPlan, Transfer, run_sync
+from framescope.pipeline._batcher import collate, read_frames
+from framescope.pipeline._loop import Row, run_sync
+from framescope.pipeline._stages import MODEL_STAGE, Stage, StepPlan, copy_stage, move, plan_stages
 from framescope.pipeline._threads import (
     ThreadPlan,
     bind_cores,
@@ -11,16 +12,19 @@ from framescope.pipeline._threads import (
 )
 
 __all__ = [
+    "MODEL_STAGE",
     "Row",
+    "Stage",
     "StepPlan",
     "ThreadPlan",
-    "Transfer",
     "bind_cores",
     "collate",
     "configure_threads",
+    "copy_stage",
+    "move",
+    "plan_stages",
     "plan_threads",
     "read_frames",
     "restore_threads",
     "run_sync",
-    "to_device",
 ]

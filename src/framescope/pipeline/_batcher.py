@@ -27,9 +27,3 @@ def collate(frames: list[Frame]) -> Batch:
     if all(f.image.shape == shape for f in frames):
         return torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2)
     return [torch.from_numpy(f.image).permute(2, 0, 1) for f in frames]
-
-
-def to_device(batch: Batch, device: torch.device) -> Batch:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    return [image.to(device) for image in batch]

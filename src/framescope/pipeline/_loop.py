@@ -4,46 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
 from framescope.models import StepResult
 from framescope.pipeline._batcher import collate, read_frames
-from framescope.preprocess import Batch
+from framescope.pipeline._stages import StepPlan
 from framescope.records import STAGE_COLUMNS
 from framescope.sources import Source
 
 Row = dict[str, Any]
-
-
-@dataclass(slots=True)
-class Transfer:
-    """A copy between host and device, timed as its own stage (``h2d`` or ``d2h``)."""
-
-    stage: str
-    move: Callable[[Batch], Batch]
-
-
-@dataclass(slots=True)
-class StepPlan:
-    """What one step does after reading, in order."""
-
-    prep: Callable[[Batch], Batch]
-    model: Callable[[Batch], StepResult]
-    before_prep: Transfer | None = None
-    before_model: Transfer | None = None
-    model_warm_up: Callable[[Batch], object] | None = None
-    """How to warm the model up without side effects (retrain: no optimizer step); default: ``model``."""
-
-    def warm_up(self, batch: Batch) -> None:
-        """Run every stage once, untimed (first-call allocation, cuDNN autotuning, torch.compile)."""
-        if self.before_prep is not None:
-            batch = self.before_prep.move(batch)
-        batch = self.prep(batch)
-        if self.before_model is not None:
-            batch = self.before_model.move(batch)
-        (self.model_warm_up or self.model)(batch)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -77,16 +47,13 @@ def run_sync(
                 batch = collate(frames) if frames else None
             if batch is None:
                 break
-            if plan.before_prep is not None:
-                with timer.span(plan.before_prep.stage):
-                    batch = plan.before_prep.move(batch)
-            with timer.span("prep"):
-                batch = plan.prep(batch)
-            if plan.before_model is not None:
-                with timer.span(plan.before_model.stage):
-                    batch = plan.before_model.move(batch)
-            with timer.span("exec"):
-                result = plan.model(batch)
+            value: Any = batch
+            loss = None
+            for stage in plan.stages:
+                with timer.span(stage.name):
+                    value = stage.run(value)
+                if isinstance(value, StepResult):
+                    loss, value = value.loss, value.output
         end = clock()
         if first_start is None:
             first_start = start
@@ -96,7 +63,7 @@ def run_sync(
         row.update(
             step=step,
             total_step_latency_ms=total * 1000.0,
-            loss=result.loss,
+            loss=loss,
             batch_size=batch_size,
             frames=len(frames),
             fps=len(frames) / total if total > 0 else None,

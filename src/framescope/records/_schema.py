@@ -17,6 +17,7 @@ STAGE_COLUMNS = {
     "prep": "prep_latency_ms",
     "d2h": "d2h_latency_ms",
     "exec": "exec_latency_ms",
+    "post": "post_latency_ms",
     "split": "split_transfer_latency_ms",
 }
 """Stage name (as in NVTX ranges and traces) -> its latency column."""
@@ -24,6 +25,7 @@ STAGE_COLUMNS = {
 EXTRA_COLUMNS = (
     "h2d_latency_ms",
     "d2h_latency_ms",
+    "post_latency_ms",
     "split_transfer_latency_ms",
     "batch_size",
     "frames",
@@ -48,7 +50,9 @@ COLUMN_DOCS = {
     "total_step_latency_ms": "wall time of the whole step, first stage start to last stage end",
     "loss": "training loss (retrain mode; empty in inference)",
     "h2d_latency_ms": "host-to-device copy of the batch (empty when nothing is copied)",
-    "d2h_latency_ms": "device-to-host copy (GPU preprocessing feeding a CPU model; empty otherwise)",
+    "d2h_latency_ms": "device-to-host copies: the model's output or results to the CPU, or GPU preprocessing "
+    "feeding a CPU model (empty when nothing is copied)",
+    "post_latency_ms": "post-processing: top-5 classes; box decoding, score filtering and NMS; class maps",
     "split_transfer_latency_ms": "--split-point: moving activations between the two parts' devices",
     "batch_size": "the configured batch size",
     "frames": "frames actually in this batch (the last batch may be short)",

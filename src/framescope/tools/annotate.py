@@ -17,6 +17,7 @@ from framescope._cv2 import import_cv2
 from framescope.config import AnnotateConfig, ModelConfig
 from framescope.errors import ConfigError, DeviceError, OutputError, SourceError
 from framescope.models import build_model, detection_num_classes, make_runner, task_of
+from framescope.postprocess import make_postprocess
 from framescope.records import ensure_writable_dir
 from framescope.sources import list_images
 
@@ -158,6 +159,7 @@ def annotate(
     model = build_model(config.model_name, config.weights, seed=config.seed)
     names = category_names(config.model_name, detection_num_classes(model))
     runner = make_runner(model, "detection", ModelConfig(name=config.model_name), device)
+    post = make_postprocess("detection", runner.model)
     result = AnnotateResult(output_dir=output, coco_path=output / COCO_FILE)
     coco = CocoBuilder(names)
     for first in range(0, len(files), config.batch_size):
@@ -173,7 +175,9 @@ def annotate(
                 torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()
             )
         if images:
-            detections = runner([image.to(device).float().div_(255) for image in images]).output
+            raw = runner([image.to(device).float().div_(255) for image in images]).output
+            with torch.inference_mode():
+                detections = post(raw)
             for relative, image, found in zip(relatives, images, detections, strict=True):
                 keep = found["scores"] >= config.threshold
                 boxes = found["boxes"][keep].cpu()

@@ -1,0 +1,99 @@
+"""The stages of a step after reading, and the copies between devices that placing them implies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from framescope.models import StepResult
+
+MODEL_STAGE = "exec"
+
+
+def move(value: Any, device: torch.device) -> Any:
+    """``value`` (tensors, lists, dicts, or anything with ``.to(device)``) on ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list | tuple):
+        return type(value)(move(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: move(v, device) for k, v in value.items()}
+    if hasattr(value, "to"):
+        return value.to(device)
+    return value
+
+
+@dataclass(slots=True)
+class Stage:
+    name: str
+    """The span and column name: ``h2d``, ``prep``, ``d2h``, ``exec``, ``post``."""
+    run: Callable[[Any], Any]
+    warm_up: Callable[[Any], Any] | None = None
+    """A side-effect-free stand-in for warming up (retrain: no optimizer step); default ``run``."""
+
+
+@dataclass(slots=True)
+class StepPlan:
+    """What one step does after reading, in order. The model stage returns a :class:`StepResult`; the
+    stages after it get its output, and its loss goes into the row."""
+
+    stages: list[Stage] = field(default_factory=list)
+
+    def warm_up(self, batch: Any) -> None:
+        """Run every stage once, untimed (first-call allocation, cuDNN autotuning, torch.compile)."""
+        value = batch
+        for stage in self.stages:
+            value = (stage.warm_up or stage.run)(value)
+            if isinstance(value, StepResult):
+                value = value.output
+            if value is None:
+                return
+
+
+def copy_stage(source: torch.device, target: torch.device, run: Callable[[Any], Any] | None = None) -> Stage:
+    """A copy from ``source`` to ``target`` device, named for its direction."""
+    name = (
+        "h2d" if target.type != "cpu" and source.type == "cpu" else "d2h" if target.type == "cpu" else "d2d"
+    )
+    return Stage(name, run or (lambda value: move(value, target)))
+
+
+def plan_stages(
+    *,
+    prep: Callable[[Any], Any],
+    prep_device: torch.device,
+    model: Callable[[Any], StepResult],
+    model_warm_up: Callable[[Any], Any] | None,
+    input_device: torch.device,
+    output_device: torch.device,
+    post: Callable[[Any], Any] | None = None,
+    post_device: torch.device | None = None,
+    to_host: Callable[[Any], Any] | None = None,
+) -> StepPlan:
+    """The stages for a placement: preprocessing on ``prep_device``, the model taking input on
+    ``input_device`` and leaving output on ``output_device`` (they differ with a split point), then the
+    post-processing on ``post_device``; results end on the host. Every device change is its own copy stage."""
+    cpu = torch.device("cpu")
+    stages: list[Stage] = []
+    where = cpu
+    for target, stage in (
+        (prep_device, Stage("prep", prep)),
+        (input_device, Stage(MODEL_STAGE, model, model_warm_up)),
+    ):
+        if target != where:
+            stages.append(copy_stage(where, target))
+        stages.append(stage)
+        where = target
+    where = output_device
+    if post is not None:
+        post_device = post_device or cpu
+        if post_device != where:
+            stages.append(copy_stage(where, post_device))
+        stages.append(Stage("post", post))
+        where = post_device
+        if where.type != "cpu":
+            stages.append(copy_stage(where, cpu, to_host))
+    return StepPlan(stages)
