@@ -16,6 +16,19 @@ import torch
 from framescope.sources import write_clip
 
 REQUIRE_GPU = os.environ.get("FRAMESCOPE_REQUIRE_GPU") == "1"
+REQUIRE_SYSTEM_DEPS = os.environ.get("FRAMESCOPE_REQUIRE_SYSTEM_DEPS") == "1"
+"""Set by .ci/run after scripts/install-system-deps.sh: tests needing FFmpeg's libraries (torchcodec) or a
+GStreamer RTSP server fail instead of skipping when those are missing."""
+
+
+def needs_system_dependency(available: bool, what: str) -> None:
+    """Skip (locally) or fail (in CI) a test whose system dependency is missing."""
+    if available:
+        return
+    message = f"{what} is not installed here (scripts/install-system-deps.sh installs it)"
+    if REQUIRE_SYSTEM_DEPS:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

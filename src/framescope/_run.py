@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from framescope._version import __version__
-from framescope.config import RunConfig
+from framescope.config import RunConfig, parse_decode_size
 from framescope.errors import DeviceError, FramescopeError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
@@ -35,7 +35,7 @@ from framescope.pipeline import (
     run_sync,
 )
 from framescope.postprocess import make_postprocess, results_to_host
-from framescope.preprocess import Batch, InputSpec, Preprocessor
+from framescope.preprocess import Batch, InputSpec, Preprocessor, resized_size
 from framescope.records import (
     COLUMNS,
     CONFIG_FILE,
@@ -90,6 +90,7 @@ def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device, torc
         (config.model.on_gpu, "--infer-on-gpu"),
         (config.preprocess.on_gpu, "--prep-on-gpu"),
         (config.postprocess.on_gpu, "--post-on-gpu"),
+        (config.source.decode_on_gpu, "--decode-on-gpu"),
     ):
         if wanted and not torch.cuda.is_available():
             reason = (
@@ -107,6 +108,24 @@ def resolve_devices(config: RunConfig) -> tuple[torch.device, torch.device, torc
     )
 
 
+def batch_device(config: RunConfig) -> torch.device:
+    """Where frames arrive: on the GPU when torchcodec decodes them there, on the host otherwise."""
+    on_gpu = config.source.decode_on_gpu and config.source.decoder == "torchcodec"
+    return torch.device("cuda" if on_gpu else "cpu")
+
+
+def decode_size(config: RunConfig, spec: InputSpec, info: SourceInfo) -> tuple[int, int] | None:
+    """The (width, height) frames are decoded to: ``--decode-size`` as given, or for ``auto`` the size the
+    preprocessing's first resize would produce (never larger than the frame)."""
+    size = parse_decode_size(config.source.decode_size)
+    if size != "auto":
+        return size if isinstance(size, tuple) else None
+    if not info.width or not info.height:
+        return None
+    width, height = resized_size(config.preprocess.level, spec, info.width, info.height)
+    return (width, height) if width < info.width and height < info.height else None
+
+
 def model_input_device(config: RunConfig, model_device: torch.device) -> torch.device:
     """Where the model's input must be: with --split-point the first part runs on the CPU."""
     return torch.device("cpu") if config.model.split_point else model_device
@@ -118,9 +137,10 @@ def _expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
     return min(candidates) if candidates else None
 
 
-def _dummy_batch(config: RunConfig, info: SourceInfo) -> Batch:
-    height, width = info.height or 224, info.width or 224
-    return torch.zeros((config.batch_size, 3, height, width), dtype=torch.uint8)
+def _dummy_batch(config: RunConfig, source: Source) -> Batch:
+    """A batch shaped like the ones the loop will see, for the untimed warm-up."""
+    width, height = source.output_size or (source.info.width or 224, source.info.height or 224)
+    return torch.zeros((config.batch_size, 3, height, width), dtype=torch.uint8, device=batch_device(config))
 
 
 def _model_info(
@@ -202,9 +222,12 @@ def _run_bound(
         t = clock()
         model = build_model(config.model.name, config.model.weights, seed=config.seed)
         spec = input_spec(config.model.name, model)
+        source.set_output_size(decode_size(config, spec, source.info))
+        source.span = timer.span
         runner = make_runner(model, task, config.model, model_device, seed=config.seed, span=timer.span)
         inference = config.model.mode == "inference"
         plan = plan_stages(
+            batch_device=batch_device(config),
             prep=Preprocessor(config.preprocess.level, spec),
             prep_device=prep_device,
             model=runner,
@@ -218,7 +241,7 @@ def _run_bound(
         setup["model_build_s"] = clock() - t
         t = clock()
         try:
-            plan.warm_up(_dummy_batch(config, source.info))
+            plan.warm_up(_dummy_batch(config, source))
         except torch.OutOfMemoryError:
             raise FramescopeError(
                 f"out of memory running {config.model.name} at batch size {config.batch_size}; "
@@ -373,6 +396,7 @@ class _Session:
             "timing_method": self.timer.method,
             "source": dataclasses.asdict(self.source.info),
             "frames_skipped": self.source.frames_skipped,
+            "decode_size": list(self.source.output_size) if self.source.output_size else None,
             "threads": {
                 "cores": self.threads.cores,
                 "torch": self.threads.torch_threads,
@@ -383,7 +407,7 @@ class _Session:
             "trace": profiler.written.name if profiler.written is not None else None,
         }
         summary.update(summarize(frame))
-        new_warnings = load_warnings(load, "during the run")
+        new_warnings = load_warnings(load, "during the run") + self.source.warnings
         if self.source.frames_skipped:
             new_warnings.append(
                 f"{self.source.frames_skipped} undecodable packet(s) or file(s) were skipped in the input."

@@ -17,7 +17,7 @@ import yaml
 
 from framescope.errors import ConfigError
 
-DECODERS = ("opencv", "pyav")
+DECODERS = ("opencv", "pyav", "torchcodec")
 PREP_LEVELS = ("simple", "medium", "complex")
 MODES = ("inference", "retrain")
 PROGRESS_MODES = ("auto", "bar", "log", "none")
@@ -43,6 +43,19 @@ def _choice(value: object, allowed: tuple[str, ...], name: str, flag: str) -> No
         raise ConfigError(
             f"{name} = {value!r} is not one of {', '.join(allowed)}; pass e.g. {flag} {allowed[0]}."
         )
+
+
+def parse_decode_size(text: str | None) -> tuple[int, int] | str | None:
+    """``--decode-size``: None, ``auto``, or ``WIDTHxHEIGHT`` as (width, height)."""
+    if text is None or text == "auto":
+        return text
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+        if width < 2 or height < 2:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--decode-size {text!r} should be WIDTHxHEIGHT (e.g. 640x360) or auto.") from None
+    return width, height
 
 
 def parse_core_list(spec: str) -> tuple[int, ...] | None:
@@ -86,6 +99,11 @@ class SourceConfig:
     """Video decoder: ``opencv`` (the seed's cv2.VideoCapture) or ``pyav`` (FFmpeg through PyAV)."""
     decode_threads: int = 0
     """FFmpeg decoding threads; 0 picks a budget that fits the bound cores."""
+    decode_on_gpu: bool = False
+    """Decode with NVDEC: torchcodec keeps frames on the GPU; PyAV's CUDA hwaccel copies them to the host."""
+    decode_size: str | None = None
+    """Resize while decoding, where the decoder can: ``WIDTHxHEIGHT``, or ``auto`` for the size the model's
+    preprocessing would shrink the frame to; None decodes at the native size."""
     open_timeout_s: float = 10.0
     """Seconds to wait for a stream or camera to open before giving up."""
     read_timeout_s: float = 10.0
@@ -98,6 +116,11 @@ class SourceConfig:
             )
         _choice(self.decoder, DECODERS, "decoder", "--decoder")
         _non_negative_int(self.decode_threads, "decode_threads", "--decode-threads")
+        parse_decode_size(self.decode_size)
+        if self.decode_on_gpu and self.decoder == "opencv":
+            raise ConfigError(
+                "--decode-on-gpu needs --decoder torchcodec (or pyav); OpenCV decodes on the CPU."
+            )
         _positive_number(self.open_timeout_s, "open_timeout_s", "--open-timeout")
         _positive_number(self.read_timeout_s, "read_timeout_s", "--read-timeout")
 
@@ -241,6 +264,8 @@ class RunConfig:
         "input_path": ("source", "input_path"),
         "decoder": ("source", "decoder"),
         "decode_threads": ("source", "decode_threads"),
+        "decode_on_gpu": ("source", "decode_on_gpu"),
+        "decode_size": ("source", "decode_size"),
         "open_timeout": ("source", "open_timeout_s"),
         "read_timeout": ("source", "read_timeout_s"),
         "prep_level": ("preprocess", "level"),

@@ -55,6 +55,19 @@ def _resize_ops(level: str, spec: InputSpec) -> list[v2.Transform]:
     return [v2.Resize(spec.resize, antialias=True), v2.CenterCrop(list(spec.size))]
 
 
+def resized_size(level: str, spec: InputSpec, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` frame after the level's first resize: the smallest frame
+    that loses nothing the preprocessing keeps, so decoding straight to it (``--decode-size auto``) saves the
+    work of producing full-size RGB."""
+    if spec.size is not None and level == "simple":
+        return spec.size[1], spec.size[0]
+    short, long = sorted((width, height))
+    new_short, new_long = spec.resize, int(spec.resize * long / short)
+    if spec.size is None and spec.max_size is not None and new_long > spec.max_size:
+        new_short, new_long = int(spec.max_size * new_short / new_long), spec.max_size
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
 def build_transform(level: str, spec: InputSpec) -> v2.Compose:
     """The transform for ``level`` (``simple``, ``medium`` or ``complex``), for a batched uint8 tensor."""
     if level not in ("simple", "medium", "complex"):

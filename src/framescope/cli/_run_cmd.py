@@ -94,6 +94,23 @@ MORE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
     ),
     (("--decoder",), "decoder", {"choices": DECODERS, "help": "video decoder"}),
     (
+        ("--decode-on-gpu",),
+        "decode_on_gpu",
+        {
+            "action": "store_true",
+            "help": "decode with NVDEC (torchcodec keeps frames on the GPU; pyav copies them back)",
+        },
+    ),
+    (
+        ("--decode-size",),
+        "decode_size",
+        {
+            "metavar": "WxH",
+            "help": "resize while decoding: WIDTHxHEIGHT, or auto for the size preprocessing shrinks to "
+            "(default: native size)",
+        },
+    ),
+    (
         ("--post-on-gpu",),
         "post_on_gpu",
         {

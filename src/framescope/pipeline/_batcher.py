@@ -21,9 +21,14 @@ def read_frames(source: Source, count: int) -> list[Frame]:
 
 
 def collate(frames: list[Frame]) -> Batch:
-    """N x 3 x H x W uint8 (a channels-last view of the stacked frames), or a list of 3 x H x W tensors
-    when the frames differ in size."""
+    """N x 3 x H x W uint8 (for arrays, a channels-last view of the stacked frames), or a list of 3 x H x W
+    tensors when the frames differ in size. Tensor frames (torchcodec) stay on the device they were decoded
+    on."""
     shape = frames[0].image.shape
-    if all(f.image.shape == shape for f in frames):
+    same = all(f.image.shape == shape for f in frames)
+    if isinstance(frames[0].image, torch.Tensor):
+        tensors = [torch.as_tensor(f.image) for f in frames]
+        return torch.stack(tensors) if same else tensors
+    if same:
         return torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2)
-    return [torch.from_numpy(f.image).permute(2, 0, 1) for f in frames]
+    return [torch.from_numpy(np.asarray(f.image)).permute(2, 0, 1) for f in frames]

@@ -63,6 +63,7 @@ def copy_stage(source: torch.device, target: torch.device, run: Callable[[Any], 
 
 def plan_stages(
     *,
+    batch_device: torch.device | None = None,
     prep: Callable[[Any], Any],
     prep_device: torch.device,
     model: Callable[[Any], StepResult],
@@ -73,12 +74,13 @@ def plan_stages(
     post_device: torch.device | None = None,
     to_host: Callable[[Any], Any] | None = None,
 ) -> StepPlan:
-    """The stages for a placement: preprocessing on ``prep_device``, the model taking input on
+    """The stages for a placement: the batch arriving on ``batch_device`` (the host, unless frames were
+    decoded on the GPU), preprocessing on ``prep_device``, the model taking input on
     ``input_device`` and leaving output on ``output_device`` (they differ with a split point), then the
     post-processing on ``post_device``; results end on the host. Every device change is its own copy stage."""
     cpu = torch.device("cpu")
     stages: list[Stage] = []
-    where = cpu
+    where = batch_device or cpu
     for target, stage in (
         (prep_device, Stage("prep", prep)),
         (input_device, Stage(MODEL_STAGE, model, model_warm_up)),

@@ -13,6 +13,7 @@ SEED_COLUMNS = (
 
 STAGE_COLUMNS = {
     "read": "read_latency_ms",
+    "decode": "decode_latency_ms",
     "h2d": "h2d_latency_ms",
     "prep": "prep_latency_ms",
     "d2h": "d2h_latency_ms",
@@ -23,6 +24,7 @@ STAGE_COLUMNS = {
 """Stage name (as in NVTX ranges and traces) -> its latency column."""
 
 EXTRA_COLUMNS = (
+    "decode_latency_ms",
     "h2d_latency_ms",
     "d2h_latency_ms",
     "post_latency_ms",
@@ -43,7 +45,10 @@ COLUMNS = SEED_COLUMNS + EXTRA_COLUMNS
 
 COLUMN_DOCS = {
     "step": "0-based batch number",
-    "read_latency_ms": "reading and decoding the batch's frames into a uint8 tensor (colour conversion too)",
+    "read_latency_ms": "reading the batch's frames (demuxing, waiting for a stream) and stacking them into a "
+    "uint8 tensor",
+    "decode_latency_ms": "decoding the batch's frames and converting them to RGB (and resizing, with "
+    "--decode-size); with OpenCV, whose read decodes, reading too",
     "prep_latency_ms": "the preprocessing transforms (on the device chosen by --prep-on-gpu)",
     "exec_latency_ms": "the model: forward in inference; forward, loss, backward, optimizer step in retrain "
     "(with --split-point: both parts, not the transfer between them)",

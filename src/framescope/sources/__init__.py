@@ -11,6 +11,7 @@ from framescope.sources._opencv import OpenCVSource
 from framescope.sources._pyav import PyAVSource
 from framescope.sources._spec import SourceSpec, parse_source
 from framescope.sources._synthetic import SyntheticSource
+from framescope.sources._torchcodec import TorchCodecSource
 
 __all__ = [
     "Frame",
@@ -21,6 +22,7 @@ __all__ = [
     "SourceInfo",
     "SourceSpec",
     "SyntheticSource",
+    "TorchCodecSource",
     "list_images",
     "make_source",
     "parse_source",
@@ -38,8 +40,18 @@ def make_source(config: SourceConfig, *, clock: Clock = monotonic, threads: int 
         return ImageFolderSource(spec.target, clock=clock)
     if spec.kind == "sample":
         spec = SourceSpec("file", str(sample_clip_path()))
-    reader = OpenCVSource if config.decoder == "opencv" else PyAVSource
-    return reader(
+    if config.decoder == "torchcodec":
+        return TorchCodecSource(spec, clock=clock, threads=threads, on_gpu=config.decode_on_gpu)
+    if config.decoder == "pyav":
+        return PyAVSource(
+            spec,
+            clock=clock,
+            threads=threads,
+            open_timeout_s=config.open_timeout_s,
+            read_timeout_s=config.read_timeout_s,
+            on_gpu=config.decode_on_gpu,
+        )
+    return OpenCVSource(
         spec,
         clock=clock,
         threads=threads,

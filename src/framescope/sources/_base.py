@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import numpy as np
+import torch
 
 from framescope.instrument.clock import Clock, monotonic
+
+SpanFactory = Callable[[str], contextlib.AbstractContextManager[Any]]
+DECODE = "decode"
+"""The span sources mark around decoding and colour conversion, inside the loop's ``read`` stage."""
+
+
+def no_span(name: str) -> contextlib.AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 @dataclass(slots=True)
 class Frame:
     """One decoded frame."""
 
-    image: np.ndarray
-    """Height x width x 3, uint8, RGB."""
+    image: np.ndarray | torch.Tensor
+    """RGB uint8: a height x width x 3 array, or (torchcodec) a 3 x height x width tensor, on the GPU when
+    decoded there."""
     index: int
     """0-based position of the frame in what the source delivered."""
     pts_s: float | None
@@ -57,6 +70,16 @@ class Source:
         self.frames_read = 0
         self.frames_skipped = 0
         """Frames or files that could not be decoded and were skipped."""
+        self.span: SpanFactory = no_span
+        """Set by the pipeline: sources mark their decoding with ``self.span(DECODE)``; they never time."""
+        self.output_size: tuple[int, int] | None = None
+        """(width, height) to resize to while decoding, where the decoder can; None: the native size."""
+        self.warnings: list[str] = []
+        """Things the user should know about how the input was read (a GPU decoder falling back, ...)."""
+
+    def set_output_size(self, size: tuple[int, int] | None) -> None:
+        """Resize frames to ``size`` (width, height) as part of decoding, from the next frame on."""
+        self.output_size = size
 
     def open(self) -> None:
         raise NotImplementedError

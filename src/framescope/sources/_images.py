@@ -10,7 +10,7 @@ from pathlib import Path
 from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, Frame, Source, SourceInfo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 log = logging.getLogger(__name__)
@@ -58,13 +58,18 @@ class ImageFolderSource(Source):
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            with self.span(DECODE):
+                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if bgr is not None:
+                    if self.output_size is not None and (bgr.shape[1], bgr.shape[0]) != self.output_size:
+                        bgr = cv2.resize(bgr, self.output_size, interpolation=cv2.INTER_AREA)
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             if bgr is None:
                 self.frames_skipped += 1
                 self.skipped_files.append(str(path))
                 log.warning("skipped %s: not a readable image", path)
                 continue
             if self.info.width is None:
-                self.info.width, self.info.height = int(bgr.shape[1]), int(bgr.shape[0])
-            return self._frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None)
+                self.info.width, self.info.height = int(rgb.shape[1]), int(rgb.shape[0])
+            return self._frame(rgb, None)
         return None

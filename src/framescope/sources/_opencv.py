@@ -10,7 +10,7 @@ import numpy as np
 from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, Frame, Source, SourceInfo
 from framescope.sources._files import check_video_file, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
@@ -121,29 +121,43 @@ class OpenCVSource(Source):
         expected = int(self._cap.get(self._cv2.CAP_PROP_FRAME_COUNT)) if self.spec.kind == "stream" else 0
         return expected > 0 and self.frames_read < 0.95 * expected
 
+    def set_output_size(self, size: tuple[int, int] | None) -> None:
+        """OpenCV cannot resize while decoding; a resize after it costs more than it saves (measured on a
+        1080p clip: 98.5 -> 90.5 FPS with mobilenet_v3_small), so the request is noted and not applied."""
+        if size is not None:
+            self.warnings.append(
+                "--decode-size has no effect with --decoder opencv, which cannot resize while decoding; use "
+                "--decoder pyav (swscale resizes in the same pass as the RGB conversion) or torchcodec."
+            )
+
     def _position_s(self, cap: Any) -> float | None:
         msec = float(cap.get(self._cv2.CAP_PROP_POS_MSEC))
         return msec / 1000.0 if msec >= 0 else None
 
     def read(self) -> Frame | None:
+        """The next frame. OpenCV reads and decodes in one call, so both count as ``decode``."""
         if self._cap is None:
             return None
-        if self._pending is not None:
-            bgr, pts = self._pending, self._pending_pts
-            self._pending = None
-        else:
-            started = self.clock()
-            ok, bgr = self._cap.read()
-            if self.clock() - started >= 0.9 * self.read_timeout_s:
-                # FFmpeg's interrupt fired: OpenCV may still hand out a few buffered frames, then report
-                # an "end" that is really this time-out.
-                self._timed_out = True
-            if not ok or bgr is None:
-                if self._timed_out or self._lost():
-                    raise stream_lost(self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s)
-                return None
-            pts = self._position_s(self._cap)
-        rgb = self._cv2.cvtColor(bgr, self._cv2.COLOR_BGR2RGB)
+        cv2 = self._cv2
+        with self.span(DECODE):
+            if self._pending is not None:
+                bgr, pts = self._pending, self._pending_pts
+                self._pending = None
+            else:
+                started = self.clock()
+                ok, bgr = self._cap.read()
+                if self.clock() - started >= 0.9 * self.read_timeout_s:
+                    # FFmpeg's interrupt fired: OpenCV may still hand out a few buffered frames, then report
+                    # an "end" that is really this time-out.
+                    self._timed_out = True
+                if not ok or bgr is None:
+                    if self._timed_out or self._lost():
+                        raise stream_lost(
+                            self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s
+                        )
+                    return None
+                pts = self._position_s(self._cap)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         return self._frame(rgb, pts)
 
     def close(self) -> None:

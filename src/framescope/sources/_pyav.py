@@ -12,7 +12,7 @@ from typing import Any
 
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, Frame, Source, SourceInfo
 from framescope.sources._files import check_video_file, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
@@ -30,10 +30,13 @@ class PyAVSource(Source):
         threads: int = 0,
         open_timeout_s: float = 10.0,
         read_timeout_s: float = 10.0,
+        on_gpu: bool = False,
     ) -> None:
         super().__init__(clock)
         self.spec = spec
         self.threads = threads
+        self.on_gpu = on_gpu
+        """Decode with NVDEC through FFmpeg's CUDA hwaccel (frames are then copied to host memory)."""
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self._container: Any = None
@@ -56,6 +59,8 @@ class PyAVSource(Source):
             kwargs["format"] = "v4l2"
         elif target.lower().startswith("rtsp"):
             options["rtsp_transport"] = "tcp"
+        if self.on_gpu:
+            kwargs["hwaccel"] = av.codec.hwaccel.HWAccel(device_type="cuda", allow_software_fallback=True)
         try:
             self._container = av.open(target, options=options, **kwargs)
         except av.error.ExitError:
@@ -101,6 +106,11 @@ class PyAVSource(Source):
         self.info.fps = float(rate) if rate else None
         self.info.frame_count = int(stream.frames) if stream.frames and spec.kind == "file" else None
         self.info.codec = stream.codec_context.name
+        if self.on_gpu and not stream.codec_context.is_hwaccel:
+            self.warnings.append(
+                f"--decode-on-gpu: FFmpeg fell back to CPU decoding for {self.info.codec} (NVDEC unavailable "
+                "or unsupported for this stream); read and decode times are CPU times."
+            )
         if self._container.duration and spec.kind != "camera":
             self.info.duration_s = self._container.duration / 1_000_000
 
@@ -131,7 +141,8 @@ class PyAVSource(Source):
                 self._packets = None
                 return None
             try:
-                self._decoded.extend(packet.decode())
+                with self.span(DECODE):
+                    self._decoded.extend(packet.decode())
                 bad_in_a_row = 0
             except av.FFmpegError:
                 self.frames_skipped += 1
@@ -145,7 +156,14 @@ class PyAVSource(Source):
         frame = self.read_raw()
         if frame is None:
             return None
-        return self._frame(frame.to_ndarray(format="rgb24"), frame.time)
+        with self.span(DECODE):
+            # swscale converts to RGB and, for --decode-size, resizes in the same pass
+            if self.output_size is None:
+                image = frame.to_ndarray(format="rgb24")
+            else:
+                width, height = self.output_size
+                image = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+        return self._frame(image, frame.time)
 
     def read_raw(self) -> Any:
         """The next decoded ``av.VideoFrame`` (not converted to RGB), or None at the end: for callers that

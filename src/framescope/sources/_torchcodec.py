@@ -1,0 +1,111 @@
+"""torchcodec: FFmpeg decoding straight into torch tensors, on the CPU or on the GPU with NVDEC.
+
+With ``--decode-on-gpu`` frames are decoded by NVDEC into CUDA tensors and never visit host memory; a CUDA
+decoder that falls back to the CPU (an unsupported codec, say) is detected and reported. ``--decode-size``
+becomes a decoder-side resize, so full-size RGB frames are never produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from framescope.errors import SourceError
+from framescope.instrument.clock import Clock, monotonic
+from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._files import check_video_file, not_a_video
+from framescope.sources._spec import SourceSpec
+
+INSTALL_HINT = (
+    "install it with pip install torchcodec, and FFmpeg's libraries (Debian: apt install libavcodec59 "
+    "libavformat59 libavutil57 libswscale6 libavdevice59 libavfilter8), or use --decoder pyav"
+)
+
+
+def import_torchcodec() -> Any:
+    try:
+        import torchcodec.decoders
+        import torchcodec.transforms
+    except ImportError:
+        raise SourceError(f"--decoder torchcodec needs the torchcodec package; {INSTALL_HINT}.") from None
+    except (OSError, RuntimeError) as exc:  # torchcodec could not load FFmpeg's shared libraries
+        raise SourceError(
+            f"torchcodec cannot load FFmpeg's libraries ({type(exc).__name__}); {INSTALL_HINT}."
+        ) from None
+    return torchcodec
+
+
+class TorchCodecSource(Source):
+    """Decodes a video file with ``torchcodec.decoders.VideoDecoder``; frames are 3 x H x W uint8 tensors."""
+
+    def __init__(
+        self, spec: SourceSpec, *, clock: Clock = monotonic, threads: int = 0, on_gpu: bool = False
+    ) -> None:
+        super().__init__(clock)
+        if spec.kind != "file":
+            raise SourceError(
+                f"--decoder torchcodec reads video files; for a {spec.kind} use --decoder pyav or opencv."
+            )
+        self.spec = spec
+        self.threads = threads
+        self.device = torch.device("cuda" if on_gpu else "cpu")
+        self._decoder: Any = None
+        self._next = 0
+        self.info = SourceInfo(kind="file", uri=spec.target, decoder="torchcodec", live=False)
+
+    def _make_decoder(self) -> Any:
+        torchcodec = import_torchcodec()
+        transforms = None
+        if self.output_size is not None:
+            width, height = self.output_size
+            transforms = [torchcodec.transforms.Resize(size=(height, width))]
+        return torchcodec.decoders.VideoDecoder(
+            self.spec.target,
+            num_ffmpeg_threads=self.threads,
+            device=self.device,
+            transforms=transforms,
+        )
+
+    def open(self) -> None:
+        check_video_file(self.spec.target)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SourceError("--decode-on-gpu needs a CUDA GPU, but torch sees none; drop --decode-on-gpu.")
+        try:
+            self._decoder = self._make_decoder()
+        except SourceError:
+            raise
+        except Exception as exc:  # torchcodec raises RuntimeError/ValueError for files FFmpeg cannot read
+            raise not_a_video(self.spec.target, f"torchcodec: {str(exc).splitlines()[0]}") from None
+        metadata = self._decoder.metadata
+        if not len(self._decoder):
+            raise not_a_video(self.spec.target, "no decodable video frame")
+        self.info.width, self.info.height = metadata.width, metadata.height
+        self.info.fps = metadata.average_fps
+        self.info.frame_count = len(self._decoder)
+        self.info.codec = metadata.codec
+        self.info.duration_s = metadata.duration_seconds
+        if self.device.type == "cuda":
+            self._decoder.get_frame_at(0)  # the fallback status is known once a frame was decoded
+            fallback = self._decoder.cpu_fallback
+            if bool(fallback):
+                self.warnings.append(
+                    f"--decode-on-gpu: torchcodec fell back to CPU decoding ({fallback}); frames are decoded "
+                    "on the CPU and copied to the GPU."
+                )
+
+    def set_output_size(self, size: tuple[int, int] | None) -> None:
+        super().set_output_size(size)
+        if self._decoder is not None:
+            self._decoder = self._make_decoder()  # the resize is part of the decoder
+
+    def read(self) -> Frame | None:
+        if self._decoder is None or self._next >= len(self._decoder):
+            return None
+        with self.span(DECODE):
+            frame = self._decoder.get_frame_at(self._next)
+        self._next += 1
+        return self._frame(frame.data, float(frame.pts_seconds))
+
+    def close(self) -> None:
+        self._decoder = None

@@ -1,0 +1,212 @@
+"""Decoding as its own stage, resizing while decoding, and the torchcodec decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import torch
+from tests.conftest import CLIP_FRAMES, VFR_PTS_MS, needs_system_dependency, run_cli
+
+import framescope
+from framescope import RunConfig
+from framescope.config import SourceConfig
+from framescope.errors import ConfigError, SourceError
+from framescope.preprocess import InputSpec, resized_size
+from framescope.sources import Source, make_source
+
+
+def torchcodec_works() -> bool:
+    try:
+        from framescope.sources._torchcodec import import_torchcodec
+
+        import_torchcodec()
+    except SourceError:
+        return False
+    return True
+
+
+@pytest.fixture
+def torchcodec() -> None:
+    needs_system_dependency(torchcodec_works(), "torchcodec with FFmpeg's shared libraries")
+
+
+def frames_of(source: Source) -> list[Any]:
+    out = []
+    with source:
+        while (frame := source.read()) is not None:
+            out.append(frame)
+    return out
+
+
+CLASSIFY = InputSpec("classification", (224, 224), resize=256)
+RCNN = InputSpec("detection", None, resize=800, max_size=1333, mean=None, std=None)
+
+
+@pytest.mark.parametrize(
+    ("level", "spec", "frame", "expected"),
+    [
+        ("simple", CLASSIFY, (1920, 1080), (224, 224)),
+        ("medium", CLASSIFY, (1920, 1080), (455, 256)),
+        ("medium", CLASSIFY, (1080, 1920), (256, 455)),
+        ("complex", CLASSIFY, (640, 360), (455, 256)),
+        ("medium", RCNN, (1920, 1080), (1333, 749)),
+        ("medium", RCNN, (640, 480), (1066, 800)),
+    ],
+)
+def test_decode_size_auto_is_the_first_resize(
+    level: str, spec: InputSpec, frame: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert resized_size(level, spec, *frame) == expected
+
+
+def test_auto_size_equals_what_preprocessing_produces() -> None:
+    """An independent check of resized_size: run the real transform's first step."""
+    from framescope.preprocess import build_transform
+
+    for level in ("simple", "medium"):
+        first = build_transform(level, CLASSIFY).transforms[0]
+        out = first(torch.zeros(1, 3, 1080, 1920, dtype=torch.uint8))
+        assert resized_size(level, CLASSIFY, 1920, 1080) == (out.shape[-1], out.shape[-2])
+
+
+def test_pyav_resizes_while_decoding(clip: Path) -> None:
+    source = make_source(SourceConfig(input_path=str(clip), decoder="pyav"))
+    source.set_output_size((160, 120))
+    frames = frames_of(source)
+    assert len(frames) == CLIP_FRAMES and all(f.image.shape == (120, 160, 3) for f in frames)
+
+
+def test_opencv_says_it_cannot_resize_while_decoding(clip: Path) -> None:
+    source = make_source(SourceConfig(input_path=str(clip), decoder="opencv"))
+    source.set_output_size((160, 120))
+    assert frames_of(source)[0].image.shape == (240, 320, 3)
+    assert "--decode-size has no effect with --decoder opencv" in source.warnings[0]
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_decode_is_its_own_column(clip: Path, out_dir: Path, decoder: str) -> None:
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="mobilenet_v3_small", input_path=str(clip), decoder=decoder, batch_size=4,
+            output_dir=str(out_dir), progress="none",
+        )
+    )  # fmt: skip
+    rows = result.rows
+    assert (rows["decode_latency_ms"] > 0).all() and (rows["read_latency_ms"] > 0).all()
+    stages = rows[
+        ["read_latency_ms", "decode_latency_ms", "prep_latency_ms", "exec_latency_ms", "post_latency_ms"]
+    ]
+    assert (rows["total_step_latency_ms"] >= stages.sum(axis=1)).all()  # decode is not counted twice
+
+
+def test_decode_size_auto_in_a_run(clip: Path, out_dir: Path) -> None:
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="mobilenet_v3_small", input_path=str(clip), decoder="pyav", decode_size="auto",
+            prep_level="medium", batch_size=4, max_steps=2, output_dir=str(out_dir), progress="none",
+        )
+    )  # fmt: skip
+    assert (
+        result.summary["decode_size"] == [0, 0] or result.summary["decode_size"] is None
+    )  # 320x240 < 256 short
+    explicit = framescope.run(
+        RunConfig.from_flat(
+            model_name="mobilenet_v3_small", input_path=str(clip), decoder="pyav", decode_size="160x120",
+            batch_size=4, max_steps=2, output_dir=str(out_dir), progress="none",
+        )
+    )  # fmt: skip
+    assert explicit.summary["decode_size"] == [160, 120]
+
+
+@pytest.mark.parametrize("text", ["160", "axb", "1x1", "160x"])
+def test_bad_decode_sizes(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"--decode-size .* should be WIDTHxHEIGHT"):
+        SourceConfig(input_path="v.mp4", decode_size=text)
+
+
+def test_decode_on_gpu_needs_a_gpu_decoder() -> None:
+    with pytest.raises(ConfigError, match="--decode-on-gpu needs --decoder torchcodec"):
+        SourceConfig(input_path="v.mp4", decode_on_gpu=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_decode_on_gpu_without_cuda(clip: Path, out_dir: Path) -> None:
+    result = run_cli(
+        "run", "--model-name", "mobilenet_v3_small", "--input_path", str(clip), "--decoder", "pyav",
+        "--decode-on-gpu", "--output-dir", str(out_dir),
+    )  # fmt: skip
+    assert result.code == 2
+    assert result.err.strip().startswith("framescope: error: --decode-on-gpu needs a CUDA GPU")
+
+
+# --- torchcodec ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("torchcodec")
+def test_torchcodec_frames_match_pyav(clip: Path) -> None:
+    frames = frames_of(make_source(SourceConfig(input_path=str(clip), decoder="torchcodec")))
+    with av.open(str(clip)) as container:
+        reference = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == len(reference) == CLIP_FRAMES
+    for frame, expected in zip(frames, reference, strict=True):
+        assert isinstance(frame.image, torch.Tensor) and frame.image.shape == (3, 240, 320)
+        difference = np.abs(frame.image.permute(1, 2, 0).numpy().astype(int) - expected.astype(int))
+        assert difference.mean() < 3.0
+
+
+@pytest.mark.usefixtures("torchcodec")
+def test_torchcodec_keeps_presentation_times_and_resizes(vfr_clip: Path) -> None:
+    source = make_source(SourceConfig(input_path=str(vfr_clip), decoder="torchcodec"))
+    source.set_output_size((80, 60))
+    frames = frames_of(source)
+    assert [round(f.pts_s * 1000) for f in frames] == VFR_PTS_MS
+    assert frames[0].image.shape == (3, 60, 80)
+
+
+@pytest.mark.usefixtures("torchcodec")
+def test_torchcodec_run_and_bad_inputs(clip: Path, corrupt_video: Path, out_dir: Path) -> None:
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="mobilenet_v3_small", input_path=str(clip), decoder="torchcodec", batch_size=4,
+            output_dir=str(out_dir), progress="none",
+        )
+    )  # fmt: skip
+    assert result.rows["frames"].sum() == CLIP_FRAMES and (result.rows["decode_latency_ms"] > 0).all()
+    with pytest.raises(SourceError, match="is not a readable video"):
+        make_source(SourceConfig(input_path=str(corrupt_video), decoder="torchcodec")).open()
+    with pytest.raises(SourceError, match="--decoder torchcodec reads video files"):
+        make_source(SourceConfig(input_path="rtsp://host/cam", decoder="torchcodec"))
+
+
+def test_torchcodec_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, clip: Path) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torchcodec(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("torchcodec"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchcodec)
+    with pytest.raises(
+        SourceError, match=r"--decoder torchcodec needs the torchcodec package; install it with pip"
+    ):
+        make_source(SourceConfig(input_path=str(clip), decoder="torchcodec")).open()
+
+
+@pytest.mark.gpu
+@pytest.mark.usefixtures("torchcodec")
+def test_torchcodec_decodes_on_the_gpu(clip: Path, out_dir: Path) -> None:
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="resnet18", input_path=str(clip), decoder="torchcodec", decode_on_gpu=True,
+            infer_on_gpu=True, prep_on_gpu=True, batch_size=4, output_dir=str(out_dir), progress="none",
+        )
+    )  # fmt: skip
+    assert result.rows["h2d_latency_ms"].isna().all()  # frames never visit host memory
+    assert not any("fell back" in w for w in result.summary["warnings"])
