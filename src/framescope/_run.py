@@ -24,6 +24,7 @@ from framescope.errors import DeviceError, FramescopeError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
+from framescope.instrument.events import CUDA_EVENTS, EventTimer
 from framescope.models import build_model, input_spec, make_runner, parse_split_point, task_of
 from framescope.pipeline import (
     Row,
@@ -32,6 +33,7 @@ from framescope.pipeline import (
     configure_threads,
     plan_stages,
     restore_threads,
+    run_async,
     run_sync,
 )
 from framescope.postprocess import make_postprocess, results_to_host
@@ -175,7 +177,10 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
         config = config.replace(torch_profile=True)
     prep_device, model_device, post_device = resolve_devices(config)
     threads = configure_threads(
-        config.cores, torch_threads=config.torch_threads, decode_threads=config.source.decode_threads
+        config.cores,
+        torch_threads=config.torch_threads,
+        decode_threads=config.source.decode_threads,
+        pipeline=config.pipeline,
     )
     try:
         return _run_bound(
@@ -217,14 +222,25 @@ def _run_bound(
     setup["source_open_s"] = clock() - t
     writer: RunWriter | None = None
     try:
-        uses_cuda = "cuda" in (prep_device.type, model_device.type, post_device.type)
-        timer = StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda else None)
+        uses_cuda = "cuda" in (
+            prep_device.type,
+            model_device.type,
+            post_device.type,
+            batch_device(config).type,
+        )
+        asynchronous = config.pipeline == "async"
+        # sync: stages bracketed by device synchronisation (cuda-sync); async: host stages plain, device
+        # stages timed by CUDA events (cuda-events), so nothing waits for the device per step
+        timer = StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda and not asynchronous else None)
+        events = EventTimer() if uses_cuda and asynchronous else None
+        if events is not None:
+            timer.method = CUDA_EVENTS
         t = clock()
         model = build_model(config.model.name, config.model.weights, seed=config.seed)
         spec = input_spec(config.model.name, model)
         source.set_output_size(decode_size(config, spec, source.info))
-        source.span = timer.span
-        runner = make_runner(model, task, config.model, model_device, seed=config.seed, span=timer.span)
+        split_span = events.span if events is not None and model_device.type == "cuda" else timer.span
+        runner = make_runner(model, task, config.model, model_device, seed=config.seed, span=split_span)
         inference = config.model.mode == "inference"
         plan = plan_stages(
             batch_device=batch_device(config),
@@ -285,6 +301,7 @@ def _run_bound(
             uses_cuda=uses_cuda,
             cpu_meter=cpu_meter,
             setup_warnings=warnings,
+            events=events,
         )
         session.start()
         return session.loop()
@@ -314,6 +331,8 @@ class _Session:
     cpu_meter: CpuLoadMeter
     setup_warnings: list[str]
     """Warnings known before the first step (thread plan, CPU competition during set-up, ...)."""
+    events: EventTimer | None = None
+    """Async on a GPU: the CUDA-event timer of the model's side."""
 
     def start(self) -> None:
         self.watcher.on_start(
@@ -353,17 +372,19 @@ class _Session:
         )
         try:
             with profiler:
-                run_sync(
-                    self.source,
-                    self.plan,
-                    batch_size=config.batch_size,
-                    timer=self.timer,
-                    clock=self.clock,
-                    max_steps=config.max_steps,
-                    warmup_steps=config.warmup_steps,
-                    profiler=profiler,
-                    on_row=on_row,
-                )
+                common: dict[str, Any] = {
+                    "batch_size": config.batch_size,
+                    "timer": self.timer,
+                    "clock": self.clock,
+                    "max_steps": config.max_steps,
+                    "warmup_steps": config.warmup_steps,
+                    "profiler": profiler,
+                    "on_row": on_row,
+                }
+                if config.pipeline == "async":
+                    run_async(self.source, self.plan, depth=config.prefetch, events=self.events, **common)
+                else:
+                    run_sync(self.source, self.plan, **common)
         except KeyboardInterrupt as exc:
             status = "interrupted"
             error = "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
@@ -392,6 +413,7 @@ class _Session:
             "run_time_s": time.time() - self.started_at,
             "model": self.model_info,
             "mode": config.model.mode,
+            "pipeline": config.pipeline,
             "batch_size": config.batch_size,
             "timing_method": self.timer.method,
             "source": dataclasses.asdict(self.source.info),
@@ -406,7 +428,7 @@ class _Session:
             "cpu": {"cores": load.cores, "ours": load.ours, "others": load.others, "steal": load.steal},
             "trace": profiler.written.name if profiler.written is not None else None,
         }
-        summary.update(summarize(frame))
+        summary.update(summarize(frame, config.pipeline))
         new_warnings = load_warnings(load, "during the run") + self.source.warnings
         if self.source.frames_skipped:
             new_warnings.append(

@@ -21,6 +21,7 @@ DECODERS = ("opencv", "pyav", "torchcodec")
 PREP_LEVELS = ("simple", "medium", "complex")
 MODES = ("inference", "retrain")
 PROGRESS_MODES = ("auto", "bar", "log", "none")
+PIPELINES = ("sync", "async")
 
 
 def _positive_int(value: object, name: str, flag: str) -> None:
@@ -232,6 +233,11 @@ class RunConfig:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     batch_size: int = 1
     """Frames per batch; the last batch of a finite input may be shorter."""
+    pipeline: str = "sync"
+    """``sync``: each stage in turn (the seed's loop). ``async``: reading, decoding and preprocessing run
+    ahead of the model in a producer thread."""
+    prefetch: int = 2
+    """Async: batches the producer may have ready ahead of the model (the queue's bound)."""
     max_steps: int | None = None
     """Stop after this many batches (warm-up included); ``None`` runs to the end of the input."""
     warmup_steps: int = 2
@@ -276,6 +282,8 @@ class RunConfig:
         "profile_warmup": ("profile", "warmup"),
         "profile_active": ("profile", "active"),
         "batch_size": ("batch_size",),
+        "pipeline": ("pipeline",),
+        "prefetch": ("prefetch",),
         "max_steps": ("max_steps",),
         "warmup_steps": ("warmup_steps",),
         "core_bind": ("core_bind",),
@@ -288,6 +296,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _positive_int(self.batch_size, "batch_size", "--batch-size")
+        _choice(self.pipeline, PIPELINES, "pipeline", "--pipeline")
+        _positive_int(self.prefetch, "prefetch", "--prefetch")
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps", "--max-steps")
         _non_negative_int(self.warmup_steps, "warmup_steps", "--warmup-steps")

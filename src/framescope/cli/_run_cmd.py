@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from framescope.config import DECODERS, MODES, PREP_LEVELS, PROGRESS_MODES, RunConfig, flat_defaults
+from framescope.config import (
+    DECODERS,
+    MODES,
+    PIPELINES,
+    PREP_LEVELS,
+    PROGRESS_MODES,
+    RunConfig,
+    flat_defaults,
+)
 from framescope.errors import ConfigError
 
 # (option strings, flat setting name, argparse keyword arguments). Help texts end with the default,
@@ -73,6 +81,24 @@ SEED_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
 ]
 
 MORE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
+    (
+        ("--pipeline",),
+        "pipeline",
+        {
+            "choices": PIPELINES,
+            "help": "sync: each stage in turn (the seed's loop); async: reading, decoding and preprocessing "
+            "run ahead of the model in a producer thread",
+        },
+    ),
+    (
+        ("--prefetch",),
+        "prefetch",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "async: batches the producer may have ready ahead of the model",
+        },
+    ),
     (("--output-dir",), "output_dir", {"metavar": "DIR", "help": "parent directory of run directories"}),
     (
         ("--run-name",),

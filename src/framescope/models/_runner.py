@@ -23,8 +23,9 @@ from framescope.preprocess import Batch
 class StepResult:
     output: Any
     """What the model returned (logits, detections, a segmentation map, or a loss dict in retrain)."""
-    loss: float | None = None
-    """The training loss of the step (retrain mode only)."""
+    loss: Any = None
+    """The training loss of the step (retrain mode only): a 0-d tensor, read when the step's row is written,
+    so an asynchronous GPU step is not forced to synchronise for it."""
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:
@@ -220,7 +221,7 @@ class RetrainRunner:
         else:
             loss.backward()
             self.optimizer.step()
-        return StepResult(output, float(loss.detach()))
+        return StepResult(output, loss.detach())
 
 
 def detection_num_classes(model: nn.Module) -> int:

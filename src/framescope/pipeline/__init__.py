@@ -1,7 +1,8 @@
 """The pipeline: batching, thread budget and the loop that runs every stage inside a span."""
 
+from framescope.pipeline._async import Producer, run_async
 from framescope.pipeline._batcher import collate, read_frames
-from framescope.pipeline._loop import Row, run_sync
+from framescope.pipeline._loop import Row, build_row, run_sync
 from framescope.pipeline._stages import MODEL_STAGE, Stage, StepPlan, copy_stage, move, plan_stages
 from framescope.pipeline._threads import (
     ThreadPlan,
@@ -13,11 +14,13 @@ from framescope.pipeline._threads import (
 
 __all__ = [
     "MODEL_STAGE",
+    "Producer",
     "Row",
     "Stage",
     "StepPlan",
     "ThreadPlan",
     "bind_cores",
+    "build_row",
     "collate",
     "configure_threads",
     "copy_stage",
@@ -26,5 +29,6 @@ __all__ = [
     "plan_threads",
     "read_frames",
     "restore_threads",
+    "run_async",
     "run_sync",
 ]

@@ -10,14 +10,47 @@ from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
 from framescope.models import StepResult
 from framescope.pipeline._batcher import collate, read_frames
 from framescope.pipeline._stages import StepPlan
-from framescope.records import STAGE_COLUMNS
-from framescope.sources import Source
+from framescope.records import STAGE_COLUMNS, WAIT_COLUMNS
+from framescope.sources import Frame, Source
 
 Row = dict[str, Any]
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
+
+
+def build_row(
+    *,
+    step: int,
+    frames: list[Frame],
+    samples: dict[str, float],
+    total_s: float,
+    loss: Any,
+    batch_size: int,
+    warmup: bool,
+    profiled: bool,
+    cpu_time_s: float,
+    step_start_s: float,
+) -> Row:
+    """One CSV row from a step's stage samples (seconds) and what it processed."""
+    row: Row = {column: _ms(samples.get(stage)) for stage, column in (STAGE_COLUMNS | WAIT_COLUMNS).items()}
+    row.update(
+        step=step,
+        total_step_latency_ms=total_s * 1000.0,
+        loss=None if loss is None else float(loss),  # a deferred (device) loss is read here
+        batch_size=batch_size,
+        frames=len(frames),
+        fps=len(frames) / total_s if total_s > 0 else None,
+        warmup=int(warmup),
+        profiled=int(profiled),
+        cpu_time_ms=cpu_time_s * 1000.0,
+        step_start_s=step_start_s,
+        first_frame=frames[0].index,
+        first_pts_s=frames[0].pts_s,
+        last_pts_s=frames[-1].pts_s,
+    )
+    return row
 
 
 def run_sync(
@@ -37,6 +70,7 @@ def run_sync(
     before the next starts. Returns the number of steps run."""
     step = 0
     first_start: float | None = None
+    source.span = timer.span
     while max_steps is None or step < max_steps:
         timer.reset()
         cpu_start = cpu_clock()
@@ -57,25 +91,20 @@ def run_sync(
         end = clock()
         if first_start is None:
             first_start = start
-        total = end - start
-        samples = timer.samples
-        row: Row = {column: _ms(samples.get(stage)) for stage, column in STAGE_COLUMNS.items()}
-        row.update(
-            step=step,
-            total_step_latency_ms=total * 1000.0,
-            loss=loss,
-            batch_size=batch_size,
-            frames=len(frames),
-            fps=len(frames) / total if total > 0 else None,
-            warmup=int(step < warmup_steps),
-            profiled=int(profiler.traced(step)),
-            cpu_time_ms=(cpu_clock() - cpu_start) * 1000.0,
-            step_start_s=start - first_start,
-            first_frame=frames[0].index,
-            first_pts_s=frames[0].pts_s,
-            last_pts_s=frames[-1].pts_s,
+        on_row(
+            build_row(
+                step=step,
+                frames=frames,
+                samples=timer.samples,
+                total_s=end - start,
+                loss=loss,
+                batch_size=batch_size,
+                warmup=step < warmup_steps,
+                profiled=profiler.traced(step),
+                cpu_time_s=cpu_clock() - cpu_start,
+                step_start_s=start - first_start,
+            )
         )
-        on_row(row)
         profiler.step()
         step += 1
         if len(frames) < batch_size and not source.info.live:

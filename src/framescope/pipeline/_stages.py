@@ -11,16 +11,17 @@ import torch
 from framescope.models import StepResult
 
 MODEL_STAGE = "exec"
+CPU = torch.device("cpu")
 
 
-def move(value: Any, device: torch.device) -> Any:
+def move(value: Any, device: torch.device, *, non_blocking: bool = False) -> Any:
     """``value`` (tensors, lists, dicts, or anything with ``.to(device)``) on ``device``."""
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        return value.to(device, non_blocking=non_blocking)
     if isinstance(value, list | tuple):
-        return type(value)(move(v, device) for v in value)
+        return type(value)(move(v, device, non_blocking=non_blocking) for v in value)
     if isinstance(value, dict):
-        return {k: move(v, device) for k, v in value.items()}
+        return {k: move(v, device, non_blocking=non_blocking) for k, v in value.items()}
     if hasattr(value, "to"):
         return value.to(device)
     return value
@@ -33,6 +34,12 @@ class Stage:
     run: Callable[[Any], Any]
     warm_up: Callable[[Any], Any] | None = None
     """A side-effect-free stand-in for warming up (retrain: no optimizer step); default ``run``."""
+    device: torch.device = field(default_factory=lambda: CPU)
+    """Where the stage's work runs (for a copy, the GPU side), which decides how it is timed."""
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
 
 
 @dataclass(slots=True)
@@ -52,13 +59,19 @@ class StepPlan:
             if value is None:
                 return
 
+    def split_at_model(self) -> tuple[list[Stage], list[Stage]]:
+        """(stages before the model, the model and after): what a producer thread can run ahead."""
+        index = next(i for i, stage in enumerate(self.stages) if stage.name == MODEL_STAGE)
+        return self.stages[:index], self.stages[index:]
+
 
 def copy_stage(source: torch.device, target: torch.device, run: Callable[[Any], Any] | None = None) -> Stage:
     """A copy from ``source`` to ``target`` device, named for its direction."""
     name = (
         "h2d" if target.type != "cpu" and source.type == "cpu" else "d2h" if target.type == "cpu" else "d2d"
     )
-    return Stage(name, run or (lambda value: move(value, target)))
+    gpu_side = target if target.type != "cpu" else source
+    return Stage(name, run or (lambda value: move(value, target)), device=gpu_side)
 
 
 def plan_stages(
@@ -75,27 +88,25 @@ def plan_stages(
     to_host: Callable[[Any], Any] | None = None,
 ) -> StepPlan:
     """The stages for a placement: the batch arriving on ``batch_device`` (the host, unless frames were
-    decoded on the GPU), preprocessing on ``prep_device``, the model taking input on
-    ``input_device`` and leaving output on ``output_device`` (they differ with a split point), then the
-    post-processing on ``post_device``; results end on the host. Every device change is its own copy stage."""
-    cpu = torch.device("cpu")
+    decoded on the GPU), preprocessing on ``prep_device``, the model taking input on ``input_device`` and
+    leaving output on ``output_device`` (they differ with a split point), then the post-processing on
+    ``post_device``; results end on the host. Every device change is its own copy stage."""
     stages: list[Stage] = []
-    where = batch_device or cpu
-    for target, stage in (
-        (prep_device, Stage("prep", prep)),
-        (input_device, Stage(MODEL_STAGE, model, model_warm_up)),
-    ):
+    where = batch_device or CPU
+    prep_stage = Stage("prep", prep, device=prep_device)
+    model_stage = Stage(MODEL_STAGE, model, model_warm_up, device=output_device)
+    for target, stage in ((prep_device, prep_stage), (input_device, model_stage)):
         if target != where:
             stages.append(copy_stage(where, target))
         stages.append(stage)
         where = target
     where = output_device
     if post is not None:
-        post_device = post_device or cpu
+        post_device = post_device or CPU
         if post_device != where:
             stages.append(copy_stage(where, post_device))
-        stages.append(Stage("post", post))
+        stages.append(Stage("post", post, device=post_device))
         where = post_device
         if where.type != "cpu":
-            stages.append(copy_stage(where, cpu, to_host))
+            stages.append(copy_stage(where, CPU, to_host))
     return StepPlan(stages)

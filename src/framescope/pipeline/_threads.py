@@ -74,16 +74,28 @@ def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, l
 
 
 def plan_threads(
-    cores: list[int] | None, *, torch_threads: int | None, decode_threads: int
+    cores: list[int] | None, *, torch_threads: int | None, decode_threads: int, pipeline: str = "sync"
 ) -> tuple[int, int, list[str]]:
     """Pick torch and decode thread counts for ``cores``, with warnings where they oversubscribe.
 
-    In the synchronous pipeline decoding and the model take turns, so each may use every bound core;
-    more threads of either kind than cores is reported. (Load from other processes is measured during the
-    run, see :mod:`framescope.instrument.cpu_load`.)
+    In the synchronous pipeline decoding and the model take turns, so each may use every bound core. In the
+    async pipeline they run at once: the producer thread decodes (one FFmpeg thread) and preprocesses
+    (single-threaded), and the model gets the other cores, so that decode threads plus torch threads do not
+    exceed the bound cores unless the user asks for more, which is then reported. (Load from other processes
+    is measured during the run, see :mod:`framescope.instrument.cpu_load`.)
     """
     warnings: list[str] = []
     available = len(cores) if cores else (os.cpu_count() or 1)
+    if pipeline == "async":
+        decode_n = decode_threads or 1
+        torch_n = torch_threads or max(1, available - decode_n)
+        if torch_n + decode_n > available:
+            warnings.append(
+                f"{torch_n} torch threads and {decode_n} decode thread(s) run at once on {available} core(s) "
+                "in the async pipeline and oversubscribe the CPU: threads will wait for each other and stage "
+                "times will inflate; lower --torch-threads or --decode-threads, or bind more cores."
+            )
+        return torch_n, decode_n, warnings
     torch_n = torch_threads or available
     decode_n = decode_threads or available
     if torch_n > available:
@@ -99,7 +111,7 @@ def plan_threads(
 
 
 def configure_threads(
-    cores: tuple[int, ...] | None, *, torch_threads: int | None, decode_threads: int
+    cores: tuple[int, ...] | None, *, torch_threads: int | None, decode_threads: int, pipeline: str = "sync"
 ) -> ThreadPlan:
     """Bind, then size torch's and OpenCV's thread pools to the bound cores."""
     cv2 = import_cv2()
@@ -107,7 +119,7 @@ def configure_threads(
     previous = (affinity, torch.get_num_threads(), cv2.getNumThreads())
     bound_cores, bound, warnings = bind_cores(cores)
     torch_n, decode_n, more = plan_threads(
-        bound_cores, torch_threads=torch_threads, decode_threads=decode_threads
+        bound_cores, torch_threads=torch_threads, decode_threads=decode_threads, pipeline=pipeline
     )
     torch.set_num_threads(torch_n)
     cv2.setNumThreads(decode_n)

@@ -23,11 +23,18 @@ STAGE_COLUMNS = {
 }
 """Stage name (as in NVTX ranges and traces) -> its latency column."""
 
+WAIT_COLUMNS = {"queue_wait": "queue_wait_ms"}
+"""Time spent waiting rather than working: the model waiting for its input in the async pipeline."""
+
+PRODUCER_STAGES = ("read", "decode", "h2d", "prep")
+"""The stages an async pipeline runs ahead of the model, in its producer thread."""
+
 EXTRA_COLUMNS = (
     "decode_latency_ms",
     "h2d_latency_ms",
     "d2h_latency_ms",
     "post_latency_ms",
+    "queue_wait_ms",
     "split_transfer_latency_ms",
     "batch_size",
     "frames",
@@ -58,6 +65,7 @@ COLUMN_DOCS = {
     "d2h_latency_ms": "device-to-host copies: the model's output or results to the CPU, or GPU preprocessing "
     "feeding a CPU model (empty when nothing is copied)",
     "post_latency_ms": "post-processing: top-5 classes; box decoding, score filtering and NMS; class maps",
+    "queue_wait_ms": "--pipeline async: how long the model waited for its next batch (empty in sync)",
     "split_transfer_latency_ms": "--split-point: moving activations between the two parts' devices",
     "batch_size": "the configured batch size",
     "frames": "frames actually in this batch (the last batch may be short)",

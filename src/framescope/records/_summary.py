@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from framescope.records._schema import STAGE_COLUMNS
+from framescope.records._schema import PRODUCER_STAGES, STAGE_COLUMNS, WAIT_COLUMNS
 
 PERCENTILES = (50, 95, 99)
 
@@ -34,7 +34,23 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def summarize(rows: pd.DataFrame) -> dict[str, Any]:
+def pace_stage(stage_means: dict[str, float], pipeline: str) -> str | None:
+    """The stage that sets the pace. Run in turn (sync), that is the slowest stage. In the async pipeline the
+    producer (reading, decoding, preprocessing, copies in) and the model's side run at once, so the slower
+    side sets the pace, and within it its slowest stage."""
+    if not stage_means:
+        return None
+    if pipeline == "async":
+        producer_columns = {STAGE_COLUMNS[s] for s in PRODUCER_STAGES}
+        producer = {c: v for c, v in stage_means.items() if c in producer_columns}
+        consumer = {c: v for c, v in stage_means.items() if c not in producer_columns}
+        if producer and consumer:
+            side = producer if sum(producer.values()) > sum(consumer.values()) else consumer
+            return max(side, key=lambda c: side[c])
+    return max(stage_means, key=lambda c: stage_means[c])
+
+
+def summarize(rows: pd.DataFrame, pipeline: str = "sync") -> dict[str, Any]:
     """Throughput and latency statistics of a run's rows."""
     if rows.empty:
         return {"steps": 0, "frames": 0, "steady_steps": 0, "stages": {}, "note": "no steps were recorded"}
@@ -45,7 +61,7 @@ def summarize(rows: pd.DataFrame) -> dict[str, Any]:
         steady = rows
         note = "every step was a warm-up or profiled step; statistics include them"
     stages: dict[str, dict[str, float]] = {}
-    for column in [*STAGE_COLUMNS.values(), "total_step_latency_ms"]:
+    for column in [*STAGE_COLUMNS.values(), *WAIT_COLUMNS.values(), "total_step_latency_ms"]:
         if column in steady and steady[column].notna().any():
             stages[column] = stage_stats(steady[column])
     first_start = float(rows["step_start_s"].iloc[0])
@@ -54,7 +70,7 @@ def summarize(rows: pd.DataFrame) -> dict[str, Any]:
     frames = int(rows["frames"].sum())
     steady_frames = int(steady["frames"].sum())
     steady_time = float(steady["total_step_latency_ms"].sum()) / 1000.0
-    stage_means = {c: s["mean_ms"] for c, s in stages.items() if c != "total_step_latency_ms"}
+    stage_means = {c: s["mean_ms"] for c, s in stages.items() if c in STAGE_COLUMNS.values()}
     total_mean = stages.get("total_step_latency_ms", {}).get("mean_ms", float("nan"))
     summary: dict[str, Any] = {
         "steps": len(rows),
@@ -70,7 +86,7 @@ def summarize(rows: pd.DataFrame) -> dict[str, Any]:
         },
         "stages": stages,
         "stage_sum_over_total": _finite(sum(stage_means.values()) / total_mean) if stage_means else None,
-        "pace_stage": max(stage_means, key=lambda c: stage_means[c]) if stage_means else None,
+        "pace_stage": pace_stage(stage_means, pipeline),
     }
     if "loss" in steady and steady["loss"].notna().any():
         losses = steady["loss"].dropna()

@@ -9,9 +9,11 @@ from rich.table import Table
 from framescope.records import RunResult
 from framescope.records._schema import STAGE_COLUMNS
 
-STAGE_LABELS = {column: stage for stage, column in STAGE_COLUMNS.items()} | {
-    "total_step_latency_ms": "step total"
-}
+STAGE_LABELS = (
+    {column: stage for stage, column in STAGE_COLUMNS.items()}
+    | {"queue_wait_ms": "queue wait"}
+    | {"total_step_latency_ms": "step total"}
+)
 
 
 def _cores_text(cores: list[int] | None) -> str:
@@ -72,6 +74,25 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
+def _pace_lines(s: dict[str, Any]) -> list[str]:
+    """What set the pace, and how much the stages overlapped."""
+    pace, ratio = s.get("pace_stage"), s.get("stage_sum_over_total")
+    if not pace or not ratio:
+        return []
+    label = STAGE_LABELS.get(pace, pace)
+    if s.get("pipeline") != "async":
+        return [f"slowest stage: {label}; stages add up to {100 * ratio:.0f}% of the step wall time"]
+    lines = [
+        f"pace set by: {label}; stage work adds up to {ratio:.2f}x the wall time "
+        f"({'stages overlapped' if ratio > 1.05 else 'little overlap'})"
+    ]
+    wait = s.get("stages", {}).get("queue_wait_ms", {}).get("mean_ms")
+    total = s.get("stages", {}).get("total_step_latency_ms", {}).get("mean_ms")
+    if wait is not None and total:
+        lines.append(f"the model waited for its input {100 * wait / total:.0f}% of the time")
+    return lines
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The summary's headline numbers as sentences."""
     s = result.summary
@@ -88,14 +109,7 @@ def summary_lines(result: RunResult) -> list[str]:
             f"steady state: {steady} over {s['steady_steps']} steps"
             + (f" ({left_out} step(s) left out)" if left_out else "")
         )
-        if s.get("pace_stage"):
-            ratio = s.get("stage_sum_over_total")
-            lines.append(
-                f"slowest stage: {STAGE_LABELS.get(s['pace_stage'], s['pace_stage'])}; stages add up to "
-                f"{100 * ratio:.0f}% of the step wall time"
-                if ratio
-                else ""
-            )
+        lines.extend(_pace_lines(s))
         if "loss" in s:
             lines.append(f"loss: {s['loss']['first']:.4f} -> {s['loss']['last']:.4f}")
     else:

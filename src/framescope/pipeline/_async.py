@@ -1,0 +1,267 @@
+"""The asynchronous pipeline: reading, decoding and the stages before the model run ahead in a producer
+thread that fills a bounded queue; the calling thread takes batches from it and runs the model, the
+post-processing and the copies back. The time the model waited for input is ``queue_wait``.
+
+On a GPU the producer copies batches from pinned host memory with non-blocking copies on its own CUDA stream
+and records an event the model's stream waits on, so the host never blocks on a copy; device stages are
+timed with CUDA events, resolved once the device has run them, and a step's row is written as soon as its
+device work is done, without a host synchronisation per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
+from framescope.instrument.events import DeviceEvent, EventTimer, PendingSamples, cuda_event
+from framescope.models import StepResult
+from framescope.pipeline._batcher import collate, read_frames
+from framescope.pipeline._loop import Row, build_row
+from framescope.pipeline._omp import limit_this_thread
+from framescope.pipeline._stages import Stage, StepPlan, move
+from framescope.sources import Frame, Source
+
+QUEUE_WAIT = "queue_wait"
+_END = object()
+_POLL_S = 0.1
+
+
+@dataclass(slots=True)
+class _Failure:
+    error: BaseException
+
+
+@dataclass(slots=True)
+class Produced:
+    """A batch the producer has made ready for the model."""
+
+    frames: list[Frame]
+    value: Any
+    samples: dict[str, float]
+    """Host-timed producer stages, seconds."""
+    device_samples: PendingSamples | None = None
+    """Event-timed producer stages (copies and preprocessing on the GPU)."""
+    ready: Any = None
+    """The CUDA event the model's stream waits on before using ``value``."""
+
+
+def _pinned_copy(value: Any, device: torch.device) -> Any:
+    """A non-blocking host-to-device copy, from pinned memory so that it can overlap with compute."""
+    if isinstance(value, torch.Tensor):
+        return value.pin_memory().to(device, non_blocking=True)
+    if isinstance(value, list):
+        return [_pinned_copy(v, device) for v in value]
+    return move(value, device, non_blocking=True)
+
+
+class Producer:
+    """Runs reading, decoding and ``stages`` in a background thread, ``depth`` batches ahead."""
+
+    def __init__(
+        self,
+        source: Source,
+        stages: list[Stage],
+        *,
+        batch_size: int,
+        depth: int,
+        clock: Clock,
+        new_event: Callable[[], DeviceEvent] = cuda_event,
+    ) -> None:
+        self.source = source
+        self.stages = stages
+        self.batch_size = batch_size
+        self.clock = clock
+        self.new_event = new_event
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="framescope-producer", daemon=True)
+        self.gpu = any(stage.on_gpu for stage in stages)
+        self.stream: Any = torch.cuda.Stream() if self.gpu else None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self, timer: StageTimer, events: EventTimer | None) -> Produced | None:
+        timer.reset()
+        with timer.span("read"):
+            frames = read_frames(self.source, self.batch_size)
+            value = collate(frames) if frames else None
+        if value is None:
+            return None
+        ready = None
+        with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+            for stage in self.stages:
+                span = events.span if events is not None and stage.on_gpu else timer.span
+                with span(stage.name):
+                    value = _pinned_copy(value, stage.device) if stage.name == "h2d" else stage.run(value)
+            if self.stream is not None:
+                ready = self.new_event()
+                ready.record()
+        pending = events.take() if events is not None else None
+        return Produced(frames, value, dict(timer.samples), pending, ready)
+
+    def _run(self) -> None:
+        try:
+            limit_this_thread(1)  # preprocessing here must not start a second team of intra-op threads
+            timer = StageTimer(self.clock)
+            self.source.span = timer.span
+            events = EventTimer(self.new_event) if self.gpu else None
+            while not self._stop.is_set():
+                produced = self._produce(timer, events)
+                if produced is None:
+                    self._put(_END)
+                    return
+                if not self._put(produced):
+                    return
+                if len(produced.frames) < self.batch_size and not self.source.info.live:
+                    self._put(_END)  # a short batch from a finite input is its last
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it in the calling thread
+            self._put(_Failure(exc))
+
+    def get(self) -> Produced | None:
+        """The next batch, None at the end of the input; a failure in the producer is raised here."""
+        item = self.queue.get()
+        if item is _END:
+            return None
+        if isinstance(item, _Failure):
+            raise item.error
+        return item
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop the producer (it may be blocked on a full queue or a read) and wait for it."""
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+        self._thread.join(timeout_s)
+
+
+@dataclass
+class _PendingRow:
+    build: Callable[[dict[str, float], Any], Row]
+    host_samples: dict[str, float]
+    device: list[PendingSamples] = field(default_factory=list)
+    loss: Any = None
+
+    def done(self) -> bool:
+        return all(p.done() for p in self.device)
+
+    def finish(self) -> Row:
+        samples = dict(self.host_samples)
+        for pending in self.device:
+            for stage, seconds in pending.resolve().items():
+                samples[stage] = samples.get(stage, 0.0) + seconds
+        return self.build(samples, self.loss)
+
+
+def run_async(
+    source: Source,
+    plan: StepPlan,
+    *,
+    batch_size: int,
+    timer: StageTimer,
+    clock: Clock,
+    max_steps: int | None,
+    warmup_steps: int,
+    profiler: ProfilerWindow,
+    on_row: Callable[[Row], None],
+    depth: int = 2,
+    cpu_clock: Callable[[], float] = time.process_time,
+    new_event: Callable[[], DeviceEvent] = cuda_event,
+    events: EventTimer | None = None,
+) -> int:
+    """The model's side of the pipeline; the producer runs ``plan``'s stages before the model. Rows go to
+    ``on_row`` in step order, each once its device work (if any) is done. GPU stages on this side are timed
+    by ``events`` (made here when not given). Returns the number of steps run."""
+    ahead, behind = plan.split_at_model()
+    producer = Producer(source, ahead, batch_size=batch_size, depth=depth, clock=clock, new_event=new_event)
+    if events is None and any(stage.on_gpu for stage in behind):
+        events = EventTimer(new_event)
+    waiting: deque[_PendingRow] = deque()
+
+    def flush(block: bool) -> None:
+        while waiting and (block or waiting[0].done()):
+            on_row(waiting.popleft().finish())
+
+    producer.start()
+    step = 0
+    first_start: float | None = None
+    try:
+        while max_steps is None or step < max_steps:
+            timer.reset()
+            cpu_start = cpu_clock()
+            start = clock()
+            with nvtx_range(f"step {step}"):
+                with timer.span(QUEUE_WAIT):
+                    item = producer.get()
+                if item is None:
+                    break
+                if item.ready is not None:
+                    torch.cuda.current_stream().wait_event(item.ready)
+                value: Any = item.value
+                loss = None
+                for stage in behind:
+                    span = events.span if events is not None and stage.on_gpu else timer.span
+                    with span(stage.name):
+                        value = stage.run(value)
+                    if isinstance(value, StepResult):
+                        loss, value = value.loss, value.output
+            end = clock()
+            if first_start is None:
+                first_start = start
+
+            def build(
+                samples: dict[str, float],
+                step_loss: Any,
+                *,
+                step: int = step,
+                frames: list[Frame] = item.frames,
+                total_s: float = end - start,
+                cpu_time_s: float = cpu_clock() - cpu_start,
+                offset: float = start - first_start,
+            ) -> Row:
+                return build_row(
+                    step=step,
+                    frames=frames,
+                    samples=samples,
+                    total_s=total_s,
+                    loss=step_loss,
+                    batch_size=batch_size,
+                    warmup=step < warmup_steps,
+                    profiled=profiler.traced(step),
+                    cpu_time_s=cpu_time_s,
+                    step_start_s=offset,
+                )
+
+            pending = _PendingRow(build, {**item.samples, **timer.samples}, loss=loss)
+            if item.device_samples is not None:
+                pending.device.append(item.device_samples)
+            if events is not None:
+                pending.device.append(events.take())
+            waiting.append(pending)
+            flush(block=False)
+            profiler.step()
+            step += 1
+    finally:
+        producer.close()
+        flush(block=True)
+    return step

@@ -1,0 +1,296 @@
+"""The async pipeline: the producer thread, the bounded queue, event timing and deferred rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from tests.conftest import CLIP_FRAMES
+
+import framescope
+from framescope import RunConfig
+from framescope.errors import SourceError
+from framescope.instrument import ProfilerWindow, StageTimer
+from framescope.instrument.events import EventTimer
+from framescope.models import StepResult
+from framescope.pipeline import Producer, Row, Stage, StepPlan, plan_threads, run_async
+from framescope.pipeline._omp import limit_this_thread, threads_of_this_thread
+from framescope.records import summarize
+from framescope.sources import Frame, Source, SourceInfo
+
+
+class CountingSource(Source):
+    """Frames on demand; records how many were read, optionally failing at a given frame."""
+
+    def __init__(self, frames: int | None, fail_at: int | None = None, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.total, self.fail_at, self.delay_s = frames, fail_at, delay_s
+        self.info = SourceInfo(kind="synthetic", uri="counting", decoder="none", live=False)
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        if self.fail_at is not None and self.frames_read == self.fail_at:
+            raise SourceError("the source broke")
+        if self.total is not None and self.frames_read >= self.total:
+            return None
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return self._frame(np.zeros((2, 2, 3), dtype=np.uint8), self.frames_read / 30)
+
+
+def model_plan(model_s: float = 0.0, loss: Any = None) -> StepPlan:
+    def model(batch: Any) -> StepResult:
+        if model_s:
+            time.sleep(model_s)
+        return StepResult(batch, loss)
+
+    return StepPlan([Stage("prep", lambda b: b), Stage("exec", model)])
+
+
+def run(
+    source: Source, plan: StepPlan, *, batch_size: int = 2, max_steps: int | None = None, **kw: Any
+) -> list[Row]:
+    rows: list[Row] = []
+    run_async(
+        source,
+        plan,
+        batch_size=batch_size,
+        timer=StageTimer(),
+        clock=time.perf_counter,
+        max_steps=max_steps,
+        warmup_steps=0,
+        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
+        on_row=rows.append,
+        **kw,
+    )
+    return rows
+
+
+def test_all_frames_arrive_in_order_with_a_short_last_batch() -> None:
+    rows = run(CountingSource(7), model_plan(), batch_size=3)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert [r["frames"] for r in rows] == [3, 3, 1]
+    assert [r["first_frame"] for r in rows] == [0, 3, 6]
+    assert all(r["queue_wait_ms"] is not None for r in rows)
+
+
+def test_the_producer_stays_at_most_prefetch_batches_ahead() -> None:
+    source = CountingSource(None)
+    producer = Producer(source, [], batch_size=2, depth=2, clock=time.perf_counter)
+    producer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while producer.queue.qsize() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # had it run unbounded, it would have read far more by now
+        # two batches queued and one more read, waiting for room in the queue
+        assert source.frames_read <= 2 * 3
+        first = producer.get()
+        assert first is not None and first.frames[0].index == 0
+    finally:
+        producer.close()
+    assert not producer._thread.is_alive()
+
+
+def test_max_steps_stops_the_producer() -> None:
+    source = CountingSource(None)
+    rows = run(source, model_plan(), max_steps=4)
+    assert len(rows) == 4
+    assert not any(t.name == "framescope-producer" for t in threading.enumerate())
+
+
+def test_a_failure_in_the_producer_reaches_the_caller_after_the_rows_before_it() -> None:
+    rows: list[Row] = []
+    with pytest.raises(SourceError, match="the source broke"):
+        run_async(
+            CountingSource(None, fail_at=6),
+            model_plan(),
+            batch_size=2,
+            timer=StageTimer(),
+            clock=time.perf_counter,
+            max_steps=None,
+            warmup_steps=0,
+            profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
+            on_row=rows.append,
+        )
+    assert [r["step"] for r in rows] == [0, 1, 2]
+
+
+def test_reading_and_the_model_overlap() -> None:
+    """Independent timing: a producer needing 30 ms a batch and a model needing 30 ms run at once, so a step
+    takes about 30 ms, not 60, and the stage times add up to about twice the wall time."""
+    rows = run(CountingSource(None, delay_s=0.015), model_plan(model_s=0.03), batch_size=2, max_steps=10)
+    steady = rows[2:]
+    wall = np.median([r["total_step_latency_ms"] for r in steady])
+    stages = np.median([r["read_latency_ms"] + r["exec_latency_ms"] for r in steady])
+    assert 28 <= wall < 48, wall
+    assert stages / wall > 1.4
+
+
+def test_a_slow_producer_shows_as_queue_wait() -> None:
+    rows = run(CountingSource(None, delay_s=0.02), model_plan(), batch_size=2, max_steps=6)
+    waits = [r["queue_wait_ms"] for r in rows[2:]]
+    assert np.median(waits) > 30  # the model waits about 40 ms per batch of two frames
+
+
+def test_loss_tensors_are_read_when_the_row_is_written() -> None:
+    rows = run(CountingSource(4), model_plan(loss=torch.tensor(0.25)), batch_size=2)
+    assert [r["loss"] for r in rows] == [0.25, 0.25]
+
+
+class FakeEvent:
+    """Stands in for torch.cuda.Event: 'records' the fake device time, finishes when the test says."""
+
+    def __init__(self, device: dict[str, Any]) -> None:
+        self.device = device
+        self.at = 0.0
+
+    def record(self) -> None:
+        self.at = self.device["time"]
+        self.device["events"].append(self)
+
+    def query(self) -> bool:
+        return self.device["finished"]
+
+    def synchronize(self) -> None:
+        self.device["synchronized"] += 1
+        self.device["finished"] = True
+
+    def elapsed_time(self, end: FakeEvent) -> float:
+        return (end.at - self.at) * 1000.0
+
+
+@pytest.fixture
+def device() -> dict[str, Any]:
+    return {"time": 0.0, "events": [], "finished": False, "synchronized": 0}
+
+
+def test_event_timer_resolves_exclusive_device_times(device: dict[str, Any]) -> None:
+    timer = EventTimer(lambda: FakeEvent(device))
+    with timer.span("exec"):
+        device["time"] += 0.010
+        with timer.span("split"):
+            device["time"] += 0.002
+        device["time"] += 0.005
+    with timer.span("post"):
+        device["time"] += 0.001
+    pending = timer.take()
+    assert not pending.done()
+    assert pending.resolve() == {
+        "exec": pytest.approx(0.015),
+        "split": pytest.approx(0.002),
+        "post": pytest.approx(0.001),
+    }
+    assert timer.take().resolve() == {}
+
+
+def test_rows_wait_for_their_device_work_and_stay_in_order(device: dict[str, Any]) -> None:
+    """With a GPU stage after the model, a row is written only once its events are done: the loop never
+    synchronises while the device is busy, and synchronises once at the end for what is left."""
+    rows: list[Row] = []
+    plan = StepPlan([Stage("exec", StepResult), Stage("post", lambda v: v, device=torch.device("cuda"))])
+    seen_while_running: list[int] = []
+
+    def on_row(row: Row) -> None:
+        rows.append(row)
+
+    def step_hook(_: Any) -> Any:
+        seen_while_running.append(len(rows))
+        device["time"] += 0.004
+        return _
+
+    plan.stages[1].run = step_hook
+    run_async(
+        CountingSource(6),
+        plan,
+        batch_size=2,
+        timer=StageTimer(),
+        clock=time.perf_counter,
+        max_steps=None,
+        warmup_steps=0,
+        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
+        on_row=on_row,
+        new_event=lambda: FakeEvent(device),
+    )
+    assert seen_while_running == [0, 0, 0]  # nothing was written while the device had not finished
+    assert device["synchronized"] >= 1
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert all(r["post_latency_ms"] == pytest.approx(4.0) for r in rows)
+
+
+def test_worker_threads_can_be_limited_without_touching_the_model() -> None:
+    seen: dict[str, Any] = {}
+
+    def worker() -> None:
+        seen["limited"] = limit_this_thread(1)
+        seen["threads"] = threads_of_this_thread()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    if not seen["limited"]:
+        pytest.skip("torch here does not use an OpenMP runtime")
+    assert seen["threads"] == 1
+    assert torch.get_num_threads() >= 1 and threads_of_this_thread() == torch.get_num_threads()
+
+
+def test_async_thread_budget() -> None:
+    assert plan_threads([0, 1], torch_threads=None, decode_threads=0, pipeline="async") == (1, 1, [])
+    assert plan_threads(list(range(8)), torch_threads=None, decode_threads=0, pipeline="async")[:2] == (7, 1)
+    torch_n, decode_n, warnings = plan_threads([0, 1], torch_threads=2, decode_threads=0, pipeline="async")
+    assert (torch_n, decode_n) == (2, 1) and "oversubscribe" in warnings[0]
+
+
+def test_pace_of_an_async_run_is_the_slower_side() -> None:
+    import pandas as pd
+
+    from framescope.records import COLUMNS
+
+    def rows(read: float, decode: float, exec_: float) -> pd.DataFrame:
+        data = [
+            {"step": i, "read_latency_ms": read, "decode_latency_ms": decode, "exec_latency_ms": exec_,
+             "queue_wait_ms": 1.0, "total_step_latency_ms": max(read + decode, exec_), "frames": 1,
+             "warmup": 0, "profiled": 0, "step_start_s": i}
+            for i in range(3)
+        ]  # fmt: skip
+        return pd.DataFrame(data, columns=list(COLUMNS))
+
+    assert summarize(rows(5, 40, 30), "async")["pace_stage"] == "decode_latency_ms"
+    assert summarize(rows(5, 10, 30), "async")["pace_stage"] == "exec_latency_ms"
+    assert summarize(rows(5, 40, 30), "sync")["pace_stage"] == "decode_latency_ms"
+    overlapped = summarize(rows(5, 40, 30), "async")
+    assert overlapped["stage_sum_over_total"] == pytest.approx(75 / 45)  # queue wait is not stage work
+
+
+@pytest.mark.parametrize("decoder", ["opencv", "pyav"])
+def test_async_run_end_to_end(clip: Path, out_dir: Path, decoder: str) -> None:
+    config = RunConfig.from_flat(
+        model_name="mobilenet_v3_small", input_path=str(clip), decoder=decoder, batch_size=4,
+        pipeline="async", output_dir=str(out_dir), progress="none",
+    )  # fmt: skip
+    result = framescope.run(config)
+    rows = result.rows
+    assert rows["frames"].sum() == CLIP_FRAMES and list(rows["step"]) == list(range(len(rows)))
+    assert rows["queue_wait_ms"].notna().all() and (rows["exec_latency_ms"] > 0).all()
+    consumer = rows[["queue_wait_ms", "exec_latency_ms", "post_latency_ms"]].sum(axis=1)
+    assert (rows["total_step_latency_ms"] >= consumer).all()
+    assert result.summary["pipeline"] == "async" and result.summary["threads"]["decode"] == 1
+    sync = framescope.run(config.replace(pipeline="sync"))
+    assert list(sync.rows.columns) == list(rows.columns)  # both modes write the same CSV
+
+
+def test_async_retrain(clip: Path, out_dir: Path) -> None:
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="mobilenet_v3_small", input_path=str(clip), mode="retrain", batch_size=4, max_steps=4,
+            pipeline="async", output_dir=str(out_dir), progress="none",
+        )
+    )  # fmt: skip
+    assert (result.rows["loss"] > 0).all()
