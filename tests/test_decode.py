@@ -179,7 +179,7 @@ def test_torchcodec_run_and_bad_inputs(clip: Path, corrupt_video: Path, out_dir:
     with pytest.raises(SourceError, match="is not a readable video"):
         make_source(SourceConfig(input_path=str(corrupt_video), decoder="torchcodec")).open()
     with pytest.raises(SourceError, match="--decoder torchcodec reads video files"):
-        make_source(SourceConfig(input_path="rtsp://host/cam", decoder="torchcodec"))
+        make_source(SourceConfig(input_path="rtsp://host/cam", decoder="torchcodec")).open()
 
 
 def test_torchcodec_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, clip: Path) -> None:

@@ -310,7 +310,8 @@ def test_torch_compile_with_inductor(out_dir: Path) -> None:
 
 @pytest.fixture
 def stalling_stream(media: Path) -> Any:
-    """An HTTP stream that sends the first part of a clip, then keeps the connection open and goes silent."""
+    """An HTTP stream that sends the first part of a clip, then keeps the connection open and goes silent;
+    reconnecting gets nothing at all."""
     import http.server
     import threading
 
@@ -318,15 +319,18 @@ def stalling_stream(media: Path) -> Any:
 
     data = write_clip(media / "long.ts", width=160, height=120, frames=150, fps=30).read_bytes()
     release = threading.Event()
+    connections: list[int] = []
 
     class Stalling(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            connections.append(1)
             self.send_response(200)
             self.send_header("Content-Type", "video/mp2t")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
+            if len(connections) == 1:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
             release.wait(30)
 
         def log_message(self, *args: object) -> None:
@@ -346,18 +350,21 @@ def stalling_stream(media: Path) -> Any:
 def test_a_stream_that_stalls_mid_run_fails_cleanly_and_keeps_its_rows(
     stalling_stream: str, out_dir: Path, decoder: str
 ) -> None:
+    """The stream stalls; reconnecting gets nothing; after --reconnect-for the run gives up with one clear
+    error, and the frames that did arrive are measured and on disk."""
     from framescope.errors import SourceError
 
     started = time.monotonic()
     with pytest.raises(
-        SourceError, match=r"stopped delivering frames after \d+ frame\(s\) \(no data for 1 s"
+        SourceError, match=r"is gone: no frames for \d+ s after 0 reconnect\(s\) .*--reconnect-for"
     ):
         framescope.run(
             config(
-                out_dir, stalling_stream, decoder=decoder, read_timeout=1, run_name="stalled", batch_size=8
+                out_dir, stalling_stream, decoder=decoder, read_timeout=1, open_timeout=1, reconnect_for=3,
+                run_name="stalled", batch_size=8,
             )
-        )
+        )  # fmt: skip
     assert time.monotonic() - started < 30
     run = load_run(out_dir / "stalled")
-    assert run.status == "failed" and "1 s" in run.summary["error"]
-    assert len(run.rows) >= 3  # the frames that arrived were measured and kept
+    assert run.status == "failed" and "is gone" in run.summary["error"]
+    assert len(run.rows) >= 3

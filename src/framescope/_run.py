@@ -128,6 +128,16 @@ def decode_size(config: RunConfig, spec: InputSpec, info: SourceInfo) -> tuple[i
     return (width, height) if width < info.width and height < info.height else None
 
 
+def deadline_ms(config: RunConfig, info: SourceInfo) -> float | None:
+    """When a live frame's result is on time: ``--deadline-ms``, or the time to fill a batch plus one frame
+    interval at the input's rate."""
+    if config.deadline_ms is not None:
+        return config.deadline_ms
+    if not info.live or not info.fps:
+        return None
+    return (config.batch_size + 1) * 1000.0 / info.fps
+
+
 def model_input_device(config: RunConfig, model_device: torch.device) -> torch.device:
     """Where the model's input must be: with --split-point the first part runs on the CPU."""
     return torch.device("cpu") if config.model.split_point else model_device
@@ -217,7 +227,13 @@ def _run_bound(
 
     setup: dict[str, float] = {}
     t = clock()
-    source = make_source(config.source, clock=clock, threads=threads.decode_threads, seed=config.seed)
+    source = make_source(
+        config.source,
+        clock=clock,
+        threads=threads.decode_threads,
+        seed=config.seed,
+        batch_size=config.batch_size,
+    )
     source.open()
     setup["source_open_s"] = clock() - t
     writer: RunWriter | None = None
@@ -428,7 +444,7 @@ class _Session:
             "cpu": {"cores": load.cores, "ours": load.ours, "others": load.others, "steal": load.steal},
             "trace": profiler.written.name if profiler.written is not None else None,
         }
-        summary.update(summarize(frame, config.pipeline))
+        summary.update(summarize(frame, config.pipeline, deadline_ms(config, self.source.info)))
         new_warnings = load_warnings(load, "during the run") + self.source.warnings
         if self.source.frames_skipped:
             new_warnings.append(

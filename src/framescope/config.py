@@ -108,7 +108,13 @@ class SourceConfig:
     open_timeout_s: float = 10.0
     """Seconds to wait for a stream or camera to open before giving up."""
     read_timeout_s: float = 10.0
-    """Seconds to wait for the next frame of a stream before giving up."""
+    """Seconds to wait for the next frame of a stream before counting it as stalled."""
+    source_fps: float | None = None
+    """Replay a file (or images, or synthetic frames) as a live camera at this many frames per second."""
+    live_buffer: int = 0
+    """Live inputs: frames kept waiting for the pipeline (older ones are dropped); 0 means two batches."""
+    reconnect_for_s: float = 60.0
+    """Live streams and cameras: keep reconnecting for this long without a frame before giving up."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_path, str) or not self.input_path.strip():
@@ -118,6 +124,10 @@ class SourceConfig:
         _choice(self.decoder, DECODERS, "decoder", "--decoder")
         _non_negative_int(self.decode_threads, "decode_threads", "--decode-threads")
         parse_decode_size(self.decode_size)
+        if self.source_fps is not None:
+            _positive_number(self.source_fps, "source_fps", "--source-fps")
+        _non_negative_int(self.live_buffer, "live_buffer", "--live-buffer")
+        _positive_number(self.reconnect_for_s, "reconnect_for_s", "--reconnect-for")
         if self.decode_on_gpu and self.decoder == "opencv":
             raise ConfigError(
                 "--decode-on-gpu needs --decoder torchcodec (or pyav); OpenCV decodes on the CPU."
@@ -238,6 +248,9 @@ class RunConfig:
     ahead of the model in a producer thread."""
     prefetch: int = 2
     """Async: batches the producer may have ready ahead of the model (the queue's bound)."""
+    deadline_ms: float | None = None
+    """Live inputs: a frame is on time when its result is ready within this many ms of when it was due;
+    None means the time to fill a batch plus one frame interval, (batch_size + 1) / fps."""
     max_steps: int | None = None
     """Stop after this many batches (warm-up included); ``None`` runs to the end of the input."""
     warmup_steps: int = 2
@@ -274,6 +287,9 @@ class RunConfig:
         "decode_size": ("source", "decode_size"),
         "open_timeout": ("source", "open_timeout_s"),
         "read_timeout": ("source", "read_timeout_s"),
+        "source_fps": ("source", "source_fps"),
+        "live_buffer": ("source", "live_buffer"),
+        "reconnect_for": ("source", "reconnect_for_s"),
         "prep_level": ("preprocess", "level"),
         "prep_on_gpu": ("preprocess", "on_gpu"),
         "post_on_gpu": ("postprocess", "on_gpu"),
@@ -284,6 +300,7 @@ class RunConfig:
         "batch_size": ("batch_size",),
         "pipeline": ("pipeline",),
         "prefetch": ("prefetch",),
+        "deadline_ms": ("deadline_ms",),
         "max_steps": ("max_steps",),
         "warmup_steps": ("warmup_steps",),
         "core_bind": ("core_bind",),
@@ -298,6 +315,8 @@ class RunConfig:
         _positive_int(self.batch_size, "batch_size", "--batch-size")
         _choice(self.pipeline, PIPELINES, "pipeline", "--pipeline")
         _positive_int(self.prefetch, "prefetch", "--prefetch")
+        if self.deadline_ms is not None:
+            _positive_number(self.deadline_ms, "deadline_ms", "--deadline-ms")
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps", "--max-steps")
         _non_negative_int(self.warmup_steps, "warmup_steps", "--warmup-steps")

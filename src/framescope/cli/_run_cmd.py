@@ -155,6 +155,43 @@ MORE_FLAGS: list[tuple[tuple[str, ...], str, dict[str, Any]]] = [
         {"type": int, "metavar": "N", "help": "torch intra-op threads (default: one per bound core)"},
     ),
     (
+        ("--source-fps",),
+        "source_fps",
+        {
+            "type": float,
+            "metavar": "FPS",
+            "help": "replay the input as a live camera at FPS frames per second",
+        },
+    ),
+    (
+        ("--live-buffer",),
+        "live_buffer",
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "live inputs: frames kept for the pipeline, oldest dropped; 0: two batches",
+        },
+    ),
+    (
+        ("--reconnect-for",),
+        "reconnect_for",
+        {
+            "type": float,
+            "metavar": "S",
+            "help": "live streams: seconds of reconnecting without a frame before giving up",
+        },
+    ),
+    (
+        ("--deadline-ms",),
+        "deadline_ms",
+        {
+            "type": float,
+            "metavar": "MS",
+            "help": "live inputs: a frame is on time when its result is ready within MS of it being due "
+            "(default: (batch size + 1) frame intervals)",
+        },
+    ),
+    (
         ("--open-timeout",),
         "open_timeout",
         {"type": float, "metavar": "S", "help": "seconds to wait for a stream or camera to open"},

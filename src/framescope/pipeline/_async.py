@@ -25,7 +25,7 @@ from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
 from framescope.instrument.events import DeviceEvent, EventTimer, PendingSamples, cuda_event
 from framescope.models import StepResult
 from framescope.pipeline._batcher import collate, read_frames
-from framescope.pipeline._loop import Row, build_row
+from framescope.pipeline._loop import LiveCounter, Row, build_row
 from framescope.pipeline._omp import limit_this_thread
 from framescope.pipeline._stages import Stage, StepPlan, move
 from framescope.sources import Frame, Source
@@ -157,7 +157,9 @@ class Producer:
 
 @dataclass
 class _PendingRow:
-    build: Callable[[dict[str, float], Any], Row]
+    """A step whose row waits for its device work: everything but the device-timed stages is known."""
+
+    fields: dict[str, Any]
     host_samples: dict[str, float]
     device: list[PendingSamples] = field(default_factory=list)
     loss: Any = None
@@ -170,7 +172,7 @@ class _PendingRow:
         for pending in self.device:
             for stage, seconds in pending.resolve().items():
                 samples[stage] = samples.get(stage, 0.0) + seconds
-        return self.build(samples, self.loss)
+        return build_row(samples=samples, loss=self.loss, **self.fields)
 
 
 def run_async(
@@ -203,6 +205,7 @@ def run_async(
             on_row(waiting.popleft().finish())
 
     producer.start()
+    live = LiveCounter(source)
     step = 0
     first_start: float | None = None
     try:
@@ -228,31 +231,19 @@ def run_async(
             end = clock()
             if first_start is None:
                 first_start = start
-
-            def build(
-                samples: dict[str, float],
-                step_loss: Any,
-                *,
-                step: int = step,
-                frames: list[Frame] = item.frames,
-                total_s: float = end - start,
-                cpu_time_s: float = cpu_clock() - cpu_start,
-                offset: float = start - first_start,
-            ) -> Row:
-                return build_row(
-                    step=step,
-                    frames=frames,
-                    samples=samples,
-                    total_s=total_s,
-                    loss=step_loss,
-                    batch_size=batch_size,
-                    warmup=step < warmup_steps,
-                    profiled=profiler.traced(step),
-                    cpu_time_s=cpu_time_s,
-                    step_start_s=offset,
-                )
-
-            pending = _PendingRow(build, {**item.samples, **timer.samples}, loss=loss)
+            fields = {
+                "step": step,
+                "frames": item.frames,
+                "total_s": end - start,
+                "batch_size": batch_size,
+                "warmup": step < warmup_steps,
+                "profiled": profiler.traced(step),
+                "cpu_time_s": cpu_clock() - cpu_start,
+                "step_start_s": start - first_start,
+                "ready_s": end,
+                "live": live.take(),
+            }
+            pending = _PendingRow(fields, {**item.samples, **timer.samples}, loss=loss)
             if item.device_samples is not None:
                 pending.device.append(item.device_samples)
             if events is not None:

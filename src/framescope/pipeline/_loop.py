@@ -32,8 +32,12 @@ def build_row(
     profiled: bool,
     cpu_time_s: float,
     step_start_s: float,
+    ready_s: float | None = None,
+    live: LiveCounts | None = None,
 ) -> Row:
-    """One CSV row from a step's stage samples (seconds) and what it processed."""
+    """One CSV row from a step's stage samples (seconds) and what it processed. For a live input, ``ready_s``
+    (when the results were ready, on the run's clock) gives the batch's latency from when its frames were
+    due, and ``live`` its drops and reconnects since the previous batch."""
     row: Row = {column: _ms(samples.get(stage)) for stage, column in (STAGE_COLUMNS | WAIT_COLUMNS).items()}
     row.update(
         step=step,
@@ -50,7 +54,36 @@ def build_row(
         first_pts_s=frames[0].pts_s,
         last_pts_s=frames[-1].pts_s,
     )
+    dues = [f.due_s for f in frames if f.due_s is not None]
+    if dues and ready_s is not None:
+        row.update(latency_ms=(ready_s - min(dues)) * 1000.0, latency_min_ms=(ready_s - max(dues)) * 1000.0)
+    if live is not None:
+        row.update(dropped_frames=live.dropped, reconnects=live.reconnects)
     return row
+
+
+class LiveCounts:
+    """Drops and reconnects of a live source since the previous batch (None-valued for other inputs)."""
+
+    def __init__(self, dropped: int, reconnects: int) -> None:
+        self.dropped, self.reconnects = dropped, reconnects
+
+
+class LiveCounter:
+    """Turns a source's running totals into per-batch counts."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._dropped = 0
+        self._reconnects = 0
+
+    def take(self) -> LiveCounts | None:
+        if not self.source.info.live:
+            return None
+        dropped, reconnects = self.source.dropped, self.source.reconnects
+        counts = LiveCounts(dropped - self._dropped, reconnects - self._reconnects)
+        self._dropped, self._reconnects = dropped, reconnects
+        return counts
 
 
 def run_sync(
@@ -71,6 +104,7 @@ def run_sync(
     step = 0
     first_start: float | None = None
     source.span = timer.span
+    live = LiveCounter(source)
     while max_steps is None or step < max_steps:
         timer.reset()
         cpu_start = cpu_clock()
@@ -103,6 +137,8 @@ def run_sync(
                 profiled=profiler.traced(step),
                 cpu_time_s=cpu_clock() - cpu_start,
                 step_start_s=start - first_start,
+                ready_s=end,
+                live=live.take(),
             )
         )
         profiler.step()

@@ -46,6 +46,10 @@ EXTRA_COLUMNS = (
     "first_frame",
     "first_pts_s",
     "last_pts_s",
+    "latency_ms",
+    "latency_min_ms",
+    "dropped_frames",
+    "reconnects",
 )
 
 COLUMNS = SEED_COLUMNS + EXTRA_COLUMNS
@@ -77,6 +81,10 @@ COLUMN_DOCS = {
     "first_frame": "index of the batch's first frame in the input",
     "first_pts_s": "presentation timestamp of the batch's first frame (seconds)",
     "last_pts_s": "presentation timestamp of the batch's last frame (seconds)",
+    "latency_ms": "live inputs: from when the batch's oldest frame was due to when its result was ready",
+    "latency_min_ms": "live inputs: the same for the batch's newest frame",
+    "dropped_frames": "live inputs: frames dropped since the previous batch because the pipeline fell behind",
+    "reconnects": "live inputs: reconnects since the previous batch",
 }
 
 

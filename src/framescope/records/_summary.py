@@ -50,7 +50,43 @@ def pace_stage(stage_means: dict[str, float], pipeline: str) -> str | None:
     return max(stage_means, key=lambda c: stage_means[c])
 
 
-def summarize(rows: pd.DataFrame, pipeline: str = "sync") -> dict[str, Any]:
+def frame_latencies(rows: pd.DataFrame) -> np.ndarray:
+    """Per-frame latencies (ms) of live rows: a batch's frames lie between its newest frame's latency and its
+    oldest's, evenly (exact for a paced replay; close for a camera at a steady rate)."""
+    values: list[np.ndarray] = []
+    for newest, oldest, count in rows[["latency_min_ms", "latency_ms", "frames"]].itertuples(index=False):
+        if pd.notna(oldest) and pd.notna(newest) and count:
+            values.append(np.linspace(newest, oldest, int(count)))
+    return np.concatenate(values) if values else np.empty(0)
+
+
+def live_summary(
+    rows: pd.DataFrame, steady: pd.DataFrame, deadline_ms: float | None
+) -> dict[str, Any] | None:
+    """Latency, drops, reconnects and on-time throughput of a live input; None for other inputs."""
+    if "latency_ms" not in rows or rows["latency_ms"].isna().all():
+        return None
+    latencies = frame_latencies(steady)
+    seconds = float(steady["total_step_latency_ms"].sum()) / 1000.0
+    result: dict[str, Any] = {
+        "frames_dropped": int(steady["dropped_frames"].fillna(0).sum()),
+        "frames_dropped_all_steps": int(rows["dropped_frames"].fillna(0).sum()),
+        "reconnects": int(rows["reconnects"].fillna(0).sum()),
+        "deadline_ms": deadline_ms,
+    }
+    if latencies.size:
+        p50, p90, p99 = np.percentile(latencies, (50, 90, 99))
+        result.update(latency_p50_ms=float(p50), latency_p90_ms=float(p90), latency_p99_ms=float(p99))
+        result["latency_max_ms"] = float(latencies.max())
+    if deadline_ms is not None and latencies.size and seconds > 0:
+        on_time = int((latencies <= deadline_ms).sum())
+        result.update(
+            on_time_frames=on_time, on_time_fps=on_time / seconds, late_frames=int(latencies.size - on_time)
+        )
+    return result
+
+
+def summarize(rows: pd.DataFrame, pipeline: str = "sync", deadline_ms: float | None = None) -> dict[str, Any]:
     """Throughput and latency statistics of a run's rows."""
     if rows.empty:
         return {"steps": 0, "frames": 0, "steady_steps": 0, "stages": {}, "note": "no steps were recorded"}
@@ -95,6 +131,9 @@ def summarize(rows: pd.DataFrame, pipeline: str = "sync") -> dict[str, Any]:
             "last": float(losses.iloc[-1]),
             "mean": float(losses.mean()),
         }
+    live = live_summary(rows, steady, deadline_ms)
+    if live is not None:
+        summary["live"] = live
     if note:
         summary["note"] = note
     return summary

@@ -114,6 +114,18 @@ def summary_lines(result: RunResult) -> list[str]:
             lines.append(f"loss: {s['loss']['first']:.4f} -> {s['loss']['last']:.4f}")
     else:
         lines.append("no steps were recorded")
+    live = s.get("live")
+    if live:
+        latency = ", ".join(f"{p} {live.get(f'latency_{p}_ms', 0):.0f} ms" for p in ("p50", "p90", "p99"))
+        lines.append(
+            f"live input: {live['frames_dropped']} frame(s) dropped, {live['reconnects']} reconnect(s); "
+            f"latency {latency}"
+        )
+        if live.get("on_time_fps") is not None:
+            lines.append(
+                f"on time (result within {live['deadline_ms']:.0f} ms of the frame being due): "
+                f"{live['on_time_fps']:.1f} FPS; {live['late_frames']} late frame(s)"
+            )
     cpu = s.get("cpu")
     if cpu:
         lines.append(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from framescope.config import SourceConfig
+from framescope.errors import ConfigError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import Frame, Source, SourceInfo
 from framescope.sources._clips import sample_clip_path, write_clip
 from framescope.sources._images import ImageFolderSource, list_images
+from framescope.sources._live import FrameBuffer, LiveSource, backoff_delays
 from framescope.sources._opencv import OpenCVSource
 from framescope.sources._pyav import PyAVSource
 from framescope.sources._spec import SourceSpec, parse_source
@@ -15,7 +17,9 @@ from framescope.sources._torchcodec import TorchCodecSource
 
 __all__ = [
     "Frame",
+    "FrameBuffer",
     "ImageFolderSource",
+    "LiveSource",
     "OpenCVSource",
     "PyAVSource",
     "Source",
@@ -23,6 +27,7 @@ __all__ = [
     "SourceSpec",
     "SyntheticSource",
     "TorchCodecSource",
+    "backoff_delays",
     "list_images",
     "make_source",
     "parse_source",
@@ -31,9 +36,7 @@ __all__ = [
 ]
 
 
-def make_source(config: SourceConfig, *, clock: Clock = monotonic, threads: int = 0, seed: int = 0) -> Source:
-    """The source ``config.input_path`` names, not yet opened."""
-    spec = parse_source(config.input_path)
+def _plain_source(spec: SourceSpec, config: SourceConfig, clock: Clock, threads: int, seed: int) -> Source:
     if spec.kind == "synthetic":
         return SyntheticSource(spec.width, spec.height, spec.frames, seed=seed, clock=clock)
     if spec.kind == "images":
@@ -56,5 +59,30 @@ def make_source(config: SourceConfig, *, clock: Clock = monotonic, threads: int 
         clock=clock,
         threads=threads,
         open_timeout_s=config.open_timeout_s,
+        read_timeout_s=config.read_timeout_s,
+    )
+
+
+def make_source(
+    config: SourceConfig, *, clock: Clock = monotonic, threads: int = 0, seed: int = 0, batch_size: int = 1
+) -> Source:
+    """The source ``config.input_path`` names, not yet opened. Cameras and streams, and inputs replayed with
+    ``--source-fps``, are live: a reader keeps the newest frames and reconnects (see :class:`LiveSource`)."""
+    spec = parse_source(config.input_path)
+    if not spec.live and config.source_fps is None:
+        return _plain_source(spec, config, clock, threads, seed)
+    if spec.live and config.source_fps is not None:
+        raise ConfigError(
+            f"--source-fps replays a file as a live camera, but {config.input_path!r} is already live; drop "
+            "--source-fps."
+        )
+    return LiveSource(
+        lambda: _plain_source(spec, config, clock, threads, seed),
+        capacity=config.live_buffer or 2 * batch_size,
+        clock=clock,
+        pace_fps=config.source_fps,
+        reconnect=spec.live,
+        reconnect_on_end=spec.endless,
+        reconnect_for_s=config.reconnect_for_s,
         read_timeout_s=config.read_timeout_s,
     )

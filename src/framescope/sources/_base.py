@@ -35,6 +35,9 @@ class Frame:
     """Presentation timestamp in seconds on the stream's clock; None where the source has none (images)."""
     arrival_s: float
     """When the source handed the frame over, on the run's clock (seconds)."""
+    due_s: float | None = None
+    """Live inputs: when the frame was due (its scheduled arrival), on the run's clock; latency counts from
+    here. None for inputs read as fast as the pipeline goes (files)."""
 
 
 @dataclass(slots=True)
@@ -80,6 +83,16 @@ class Source:
     def set_output_size(self, size: tuple[int, int] | None) -> None:
         """Resize frames to ``size`` (width, height) as part of decoding, from the next frame on."""
         self.output_size = size
+
+    @property
+    def dropped(self) -> int:
+        """Frames a live input dropped because the pipeline fell behind."""
+        return 0
+
+    @property
+    def reconnects(self) -> int:
+        """Times a live input was reopened after a stall or drop."""
+        return 0
 
     def open(self) -> None:
         raise NotImplementedError
