@@ -373,8 +373,8 @@ def test_gstreamer_helper_is_found_where_installed() -> None:
 def test_live_decoding_is_not_counted_in_a_step(clip: Path, out_dir: Path) -> None:
     result = framescope.run(
         RunConfig.from_flat(
-            model_name="mobilenet_v3_small", input_path=str(clip), source_fps=120, batch_size=4, decoder="pyav",
-            output_dir=str(out_dir), progress="none",
+            model_name="mobilenet_v3_small", input_path=str(clip), source_fps=120, batch_size=4,
+            decoder="pyav", output_dir=str(out_dir), progress="none",
         )
     )  # fmt: skip
     assert result.rows["decode_latency_ms"].isna().all()
