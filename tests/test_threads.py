@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -97,3 +98,59 @@ def test_a_competing_process_on_the_bound_core_is_measured_and_reported(tmp_path
     assert cpu["cores"] == 1
     assert cpu["others"] > 0.3, cpu  # the hog gets a fair share of core 0
     assert any(w.startswith("other processes kept") for w in result.summary["warnings"])
+
+
+def test_async_rebalance_gives_the_model_every_core_only_when_the_producer_is_mostly_idle() -> None:
+    from framescope.pipeline import rebalance_async
+
+    # resnet50 on 2 cores: producer 72 ms per batch, model 868 ms on 1 thread (~434 ms on 2)
+    threads, reason = rebalance_async(2, 1, producer_s=0.072, model_s=0.868)
+    assert threads == 2 and "got all 2 cores" in reason and "(17%)" in reason
+    # mobilenet: the producer is the bottleneck; it keeps its core
+    threads, reason = rebalance_async(2, 1, producer_s=0.082, model_s=0.052)
+    assert threads == 1 and "keeps its own core" in reason
+    assert rebalance_async(4, 4, 1.0, 0.1)[0] == 4  # nothing to give
+
+
+def test_runnable_threads_sees_busy_threads() -> None:
+    from framescope.instrument.sampler import runnable_threads
+
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    workers = [threading.Thread(target=spin) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.1)
+        counts = [runnable_threads() for _ in range(20)]
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert max(c for c in counts if c is not None) >= 2  # the GIL lets one run at a time, but both are R
+
+
+def test_sampler_summary_and_warning() -> None:
+    from framescope.instrument.sampler import RunnableSampler
+
+    sampler = RunnableSampler(cores=2, samples=[3, 3, 3, 1])
+    stats = sampler.summary()
+    assert stats == {"runnable_p50": 3.0, "runnable_p90": 3.0, "oversubscribed_share": 0.75}
+    assert "wanted to run than there are cores (2) in 75% of samples" in sampler.warnings()[0]
+    assert RunnableSampler(cores=4, samples=[3, 3, 2]).warnings() == []
+
+
+def test_async_run_records_its_thread_decision(clip: Path, tmp_path: Path) -> None:
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="resnet18", input_path=str(clip), pipeline="async", decoder="pyav", batch_size=4,
+            max_steps=6, output_dir=str(tmp_path), progress="none",
+        )
+    )  # fmt: skip
+    notes = result.summary["threads"]["notes"]
+    assert len(notes) == 1 and notes[0].startswith("async: the producer needed")
+    assert "runnable_p50" in result.summary["cpu"]

@@ -11,10 +11,11 @@ import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -25,6 +26,7 @@ from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic, 
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
 from framescope.instrument.events import CUDA_EVENTS, EventTimer
+from framescope.instrument.sampler import RunnableSampler
 from framescope.models import build_model, input_spec, make_runner, parse_split_point, task_of
 from framescope.pipeline import (
     Row,
@@ -32,6 +34,7 @@ from framescope.pipeline import (
     ThreadPlan,
     configure_threads,
     plan_stages,
+    rebalance_async,
     restore_threads,
     run_async,
     run_sync,
@@ -41,6 +44,8 @@ from framescope.preprocess import Batch, InputSpec, Preprocessor, resized_size
 from framescope.records import (
     COLUMNS,
     CONFIG_FILE,
+    PRODUCER_STAGES,
+    STAGE_COLUMNS,
     SUMMARY_FILE,
     SYSTEM_FILE,
     RunResult,
@@ -349,6 +354,9 @@ class _Session:
     """Warnings known before the first step (thread plan, CPU competition during set-up, ...)."""
     events: EventTimer | None = None
     """Async on a GPU: the CUDA-event timer of the model's side."""
+    thread_notes: list[str] = field(default_factory=list)
+    """Decisions about threads taken during the run (async rebalancing after warm-up)."""
+    sampler: RunnableSampler = field(default_factory=lambda: RunnableSampler(1))
 
     def start(self) -> None:
         self.watcher.on_start(
@@ -386,8 +394,10 @@ class _Session:
             active=config.profile.active,
             cuda=self.uses_cuda,
         )
+        cores = len(self.threads.cores) if self.threads.cores else (os.cpu_count() or 1)
+        self.sampler = RunnableSampler(cores)
         try:
-            with profiler:
+            with profiler, self.sampler:
                 common: dict[str, Any] = {
                     "batch_size": config.batch_size,
                     "timer": self.timer,
@@ -398,7 +408,14 @@ class _Session:
                     "on_row": on_row,
                 }
                 if config.pipeline == "async":
-                    run_async(self.source, self.plan, depth=config.prefetch, events=self.events, **common)
+                    run_async(
+                        self.source,
+                        self.plan,
+                        depth=config.prefetch,
+                        events=self.events,
+                        after_warmup=self._rebalance if config.torch_threads is None else None,
+                        **common,
+                    )
                 else:
                     run_sync(self.source, self.plan, **common)
         except KeyboardInterrupt as exc:
@@ -416,6 +433,25 @@ class _Session:
         finally:
             result = self._finish(rows, status, error, profiler)
         return result
+
+    def _rebalance(self, warmup_rows: list[Row]) -> None:
+        """Async: after warm-up, give the model every core if the producer is mostly idle (see
+        :func:`rebalance_async`); the decision and its measurement go into the run's record."""
+        measured = warmup_rows[1:] or warmup_rows  # the first step pays first-read costs
+        if not measured:
+            return
+
+        def per_batch(*columns: str) -> float:
+            return float(np.median([sum(row[c] or 0.0 for c in columns) for row in measured])) / 1000.0
+
+        producer_s = per_batch(*(STAGE_COLUMNS[s] for s in PRODUCER_STAGES))
+        model_s = per_batch("total_step_latency_ms") - per_batch("queue_wait_ms")
+        cores = len(self.threads.cores) if self.threads.cores else (os.cpu_count() or 1)
+        threads, reason = rebalance_async(cores, self.threads.torch_threads, producer_s, model_s)
+        if threads != self.threads.torch_threads:
+            torch.set_num_threads(threads)
+            self.threads.torch_threads = threads
+        self.thread_notes.append(reason)
 
     def _finish(self, rows: list[Row], status: str, error: str | None, profiler: ProfilerWindow) -> RunResult:
         config = self.config
@@ -439,6 +475,7 @@ class _Session:
                 "cores": self.threads.cores,
                 "torch": self.threads.torch_threads,
                 "decode": self.threads.decode_threads,
+                "notes": self.thread_notes,
             },
             "setup": self.setup,
             "cpu": {"cores": load.cores, "ours": load.ours, "others": load.others, "steal": load.steal},
@@ -456,6 +493,9 @@ class _Session:
                 f"{config.profile.warmup}, active {config.profile.active}) needs more than the "
                 f"{len(rows)} step(s) the run had."
             )
+        if self.sampler.summary() is not None:
+            summary["cpu"].update(self.sampler.summary() or {})
+            new_warnings += self.sampler.warnings()
         summary["warnings"] = self.setup_warnings + new_warnings
         self.writer.write_json(SUMMARY_FILE, summary)
         for message in new_warnings:

@@ -9,6 +9,7 @@ from framescope.pipeline._threads import (
     bind_cores,
     configure_threads,
     plan_threads,
+    rebalance_async,
     restore_threads,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "plan_stages",
     "plan_threads",
     "read_frames",
+    "rebalance_async",
     "restore_threads",
     "run_async",
     "run_sync",

@@ -190,19 +190,25 @@ def run_async(
     cpu_clock: Callable[[], float] = time.process_time,
     new_event: Callable[[], DeviceEvent] = cuda_event,
     events: EventTimer | None = None,
+    after_warmup: Callable[[list[Row]], None] | None = None,
 ) -> int:
     """The model's side of the pipeline; the producer runs ``plan``'s stages before the model. Rows go to
     ``on_row`` in step order, each once its device work (if any) is done. GPU stages on this side are timed
-    by ``events`` (made here when not given). Returns the number of steps run."""
+    by ``events`` (made here when not given). ``after_warmup`` gets the warm-up rows once they are written,
+    before the first steady step. Returns the number of steps run."""
     ahead, behind = plan.split_at_model()
     producer = Producer(source, ahead, batch_size=batch_size, depth=depth, clock=clock, new_event=new_event)
     if events is None and any(stage.on_gpu for stage in behind):
         events = EventTimer(new_event)
     waiting: deque[_PendingRow] = deque()
+    warmup_rows: list[Row] = []
 
     def flush(block: bool) -> None:
         while waiting and (block or waiting[0].done()):
-            on_row(waiting.popleft().finish())
+            row = waiting.popleft().finish()
+            if row["warmup"]:
+                warmup_rows.append(row)
+            on_row(row)
 
     producer.start()
     live = LiveCounter(source)
@@ -252,6 +258,9 @@ def run_async(
             flush(block=False)
             profiler.step()
             step += 1
+            if after_warmup is not None and step == warmup_steps:
+                flush(block=True)
+                after_warmup(warmup_rows)
     finally:
         producer.close()
         flush(block=True)

@@ -135,3 +135,34 @@ def restore_threads(plan: ThreadPlan) -> None:
         os.sched_setaffinity(0, affinity)
     torch.set_num_threads(torch_n)
     import_cv2().setNumThreads(cv2_n)
+
+
+PRODUCER_IDLE_ENOUGH = 0.3
+"""The most work per batch the producer may have, relative to the model's, for the model to get every core."""
+
+
+def rebalance_async(cores: int, torch_threads: int, producer_s: float, model_s: float) -> tuple[int, str]:
+    """After the warm-up steps of an async run: whether the model can have every core.
+
+    The budget starts strict (one core for the producer). An OpenMP team that shares a core with a thread
+    that is busy all the time slows down severalfold, but a producer that is idle most of the time costs the
+    model little: measured on 2 cores, resnet50 on a 1080p clip ran at 9.5 FPS with one torch thread and
+    17.6 FPS with two (the model's own rate on synthetic input: 17.7). So the model gets every core when the
+    producer's work per batch (one thread) is at most 30% of the model's per-batch time at full width
+    (estimated from its time on ``torch_threads`` threads). Returns (torch threads, the reason, for the run's
+    record)."""
+    if torch_threads >= cores:
+        return torch_threads, "the model already has every core"
+    model_full_s = model_s * torch_threads / cores
+    ratio = producer_s / model_full_s if model_full_s > 0 else float("inf")
+    if ratio <= PRODUCER_IDLE_ENOUGH:
+        return cores, (
+            f"async: the producer needed {1000 * producer_s:.0f} ms per batch against the model's "
+            f"~{1000 * model_full_s:.0f} ms on {cores} threads ({100 * ratio:.0f}%), so after warm-up the "
+            f"model got all {cores} cores; the producer's short bursts share them"
+        )
+    return torch_threads, (
+        f"async: the producer needed {1000 * producer_s:.0f} ms per batch against the model's "
+        f"~{1000 * model_full_s:.0f} ms on {cores} threads ({100 * ratio:.0f}%), so it keeps its own core "
+        f"and the model {torch_threads} thread(s)"
+    )

@@ -131,7 +131,13 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(
             f"cpu during the run: this process {cpu['ours']:.2f} of {cpu['cores']} core(s), other processes "
             f"{cpu['others']:.2f}, hypervisor steal {cpu['steal']:.2f}"
+            + (
+                f"; runnable threads p50 {cpu['runnable_p50']:.0f}, p90 {cpu['runnable_p90']:.0f}"
+                if "runnable_p50" in cpu
+                else ""
+            )
         )
+    lines.extend((s.get("threads") or {}).get("notes", []))
     lines.append(
         f"timing: {s.get('timing_method')}; run time {s.get('run_time_s', 0):.1f} s including set-up"
     )
