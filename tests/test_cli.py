@@ -450,6 +450,6 @@ def test_remaining_flags_are_honoured(clip: Path, out_dir: Path) -> None:
     settings = run.config
     assert settings["model"]["num_classes"] == 3 and settings["model"]["learning_rate"] == 0.1
     assert settings["seed"] == 9 and settings["source"]["decode_threads"] == 1
-    assert run.summary["threads"] == {"cores": run.summary["threads"]["cores"], "torch": 1, "decode": 1}
+    assert (run.summary["threads"]["torch"], run.summary["threads"]["decode"]) == (1, 1)
     assert run.summary["excluded_steps"]["warmup"] == 0
     assert len(run.rows) == CLIP_FRAMES // 6 and (run.rows["loss"] > 0).all()
