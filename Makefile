@@ -44,6 +44,7 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/pipeline.py
 
 clean-env:
 	rm -rf $(VENV)
