@@ -24,6 +24,12 @@ PROGRESS_MODES = ("auto", "bar", "log", "none")
 PIPELINES = ("sync", "async")
 
 
+def _require_text(value: object, message: str) -> None:
+    """A required string setting: ``message`` (naming the flag and the fix) when it is missing or blank."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(message)
+
+
 def _positive_int(value: object, name: str, flag: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{name} = {value!r} should be a positive integer; pass e.g. {flag} 8.")
@@ -117,10 +123,10 @@ class SourceConfig:
     """Live streams and cameras: keep reconnecting for this long without a frame before giving up."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.input_path, str) or not self.input_path.strip():
-            raise ConfigError(
-                "input_path is empty; pass --input_path VIDEO (a file, camera index, URL or directory)."
-            )
+        _require_text(
+            self.input_path,
+            "input_path is empty; pass --input_path VIDEO (a file, camera index, URL or directory).",
+        )
         _choice(self.decoder, DECODERS, "decoder", "--decoder")
         _non_negative_int(self.decode_threads, "decode_threads", "--decode-threads")
         parse_decode_size(self.decode_size)
@@ -184,8 +190,7 @@ class ModelConfig:
     """``MODEL:LAYER`` or ``LAYER``: the model up to LAYER runs on the CPU, the rest on the model's device."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError("model name is empty; pass --model-name, e.g. --model-name resnet50.")
+        _require_text(self.name, "model name is empty; pass --model-name, e.g. --model-name resnet50.")
         _choice(self.mode, MODES, "mode", "--mode")
         if self.split_point is not None:
             model, _, layer = self.split_point.strip().rpartition(":")
@@ -323,8 +328,7 @@ class RunConfig:
         parse_core_list(self.core_bind)
         if self.torch_threads is not None:
             _positive_int(self.torch_threads, "torch_threads", "--torch-threads")
-        if not isinstance(self.output_dir, str) or not self.output_dir:
-            raise ConfigError("output_dir is empty; pass --output-dir DIR.")
+        _require_text(self.output_dir, "output_dir is empty; pass --output-dir DIR.")
         if self.run_name is not None and (not self.run_name or os.sep in self.run_name):
             raise ConfigError(
                 f"run_name = {self.run_name!r} should be a plain directory name without '{os.sep}'."
@@ -477,10 +481,8 @@ class ExtractConfig:
     read_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.input, str) or not self.input.strip():
-            raise ConfigError("-i/--input is empty; pass the video to extract frames from.")
-        if not isinstance(self.output, str) or not self.output.strip():
-            raise ConfigError("-o/--output is empty; pass a directory for the images.")
+        _require_text(self.input, "-i/--input is empty; pass the video to extract frames from.")
+        _require_text(self.output, "-o/--output is empty; pass a directory for the images.")
         if isinstance(self.fps, bool) or not isinstance(self.fps, int | float) or not self.fps > 0:
             raise ConfigError(f"--fps {self.fps!r} should be > 0 frames per second of video, e.g. --fps 0.5.")
         _choice(self.format, IMAGE_FORMATS, "format", "--format")
@@ -522,10 +524,8 @@ class AnnotateConfig:
     """Seed for random weights (``--weights none``)."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.input, str) or not self.input.strip():
-            raise ConfigError("-i is empty; pass a directory of images.")
-        if not isinstance(self.output, str) or not self.output.strip():
-            raise ConfigError("-o is empty; pass a directory for the annotated images.")
+        _require_text(self.input, "-i is empty; pass a directory of images.")
+        _require_text(self.output, "-o is empty; pass a directory for the annotated images.")
         if (
             isinstance(self.threshold, bool)
             or not isinstance(self.threshold, int | float)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn
 
+from framescope.cli._console import tool_progress
 from framescope.config import AnnotateConfig
 
 
@@ -57,15 +58,7 @@ def annotate_command(args: argparse.Namespace) -> int:
         weights=args.weights,
     )
     console = Console(highlight=False)
-    with Progress(
-        TextColumn("[bold]annotating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with tool_progress(console, "annotating", MofNCompleteColumn()) as progress:
         task = progress.add_task("annotate", total=None)
         result = annotate(
             config, on_progress=lambda done, total: progress.update(task, completed=done, total=total)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 
+from framescope.cli._console import tool_progress
 from framescope.config import IMAGE_FORMATS, ExtractConfig
 
 
@@ -54,15 +55,7 @@ def extract_command(args: argparse.Namespace) -> int:
         read_timeout_s=args.read_timeout,
     )
     console = Console(highlight=False)
-    with Progress(
-        TextColumn("[bold]extracting"),
-        BarColumn(),
-        TextColumn("{task.fields[position]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
+    with tool_progress(console, "extracting", TextColumn("{task.fields[position]}")) as progress:
         task = progress.add_task("extract", total=None, position="")
 
         def on_progress(pts_s: float, duration_s: float | None) -> None:
