@@ -121,3 +121,32 @@ def test_nested_spans_count_exclusive_time() -> None:
             clock.advance(0.25)
         clock.advance(2.0)
     assert timer.samples == {"exec": pytest.approx(3.0), "split": pytest.approx(0.25)}
+
+
+def test_stage_cpu_use_is_totalled_for_outermost_spans() -> None:
+    clock, cpu = FakeClock(), FakeClock()
+    timer = StageTimer(clock, cpu_clock=cpu)
+    with timer.span("read"):
+        clock.advance(1.0)
+        cpu.advance(1.0)
+        with timer.span("decode"):  # nested: already inside read's totals
+            clock.advance(1.0)
+            cpu.advance(1.9)
+    with timer.span("exec"):
+        clock.advance(2.0)
+        cpu.advance(4.0)
+    assert timer.parallelism() == {"read": pytest.approx(1.45), "exec": pytest.approx(2.0)}
+
+
+def test_a_stage_busier_than_its_threads_is_reported() -> None:
+    from framescope._run import busy_elsewhere_warnings
+    from framescope.pipeline import ThreadPlan
+
+    timer = StageTimer(cpu_clock=lambda: 0.0)
+    timer.wall_totals = {"read": 2.0, "exec": 8.0, "h2d": 0.01}
+    timer.cpu_totals = {"read": 3.8, "exec": 15.0, "h2d": 0.05}  # h2d too busy, but too short to matter
+    warnings = busy_elsewhere_warnings(timer, ThreadPlan([0, 1], False, torch_threads=2, decode_threads=1))
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "during read the process kept 1.9 cores busy though the stage runs on at most 1"
+    )

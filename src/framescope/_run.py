@@ -143,6 +143,23 @@ def deadline_ms(config: RunConfig, info: SourceInfo) -> float | None:
     return (config.batch_size + 1) * 1000.0 / info.fps
 
 
+def busy_elsewhere_warnings(timer: StageTimer, threads: ThreadPlan) -> list[str]:
+    """Stages during which the process used clearly more cores than the stage's own threads can: other
+    threads were burning CPU meanwhile, typically torch's OpenMP workers spinning after the model."""
+    expected = {"read": threads.decode_threads, "h2d": 1, "d2h": 1}
+    run_wall = sum(timer.wall_totals.values())
+    warnings = []
+    for stage, value in timer.parallelism().items():
+        allowed = expected.get(stage, threads.torch_threads)
+        if value > allowed + 0.5 and timer.wall_totals[stage] >= 0.05 * run_wall:
+            warnings.append(
+                f"during {stage} the process kept {value:.1f} cores busy though the stage runs on at most "
+                f"{allowed} thread(s): other threads were burning CPU meanwhile (typically torch's OpenMP "
+                "workers spinning after the model), which slows the stage; fewer --torch-threads may help."
+            )
+    return warnings
+
+
 def model_input_device(config: RunConfig, model_device: torch.device) -> torch.device:
     """Where the model's input must be: with --split-point the first part runs on the CPU."""
     return torch.device("cpu") if config.model.split_point else model_device
@@ -252,7 +269,12 @@ def _run_bound(
         asynchronous = config.pipeline == "async"
         # sync: stages bracketed by device synchronisation (cuda-sync); async: host stages plain, device
         # stages timed by CUDA events (cuda-events), so nothing waits for the device per step
-        timer = StageTimer(clock, sync=torch.cuda.synchronize if uses_cuda and not asynchronous else None)
+        timer = StageTimer(
+            clock,
+            sync=torch.cuda.synchronize if uses_cuda and not asynchronous else None,
+            # per-stage CPU use means something only while one stage runs at a time
+            cpu_clock=None if asynchronous else time.process_time,
+        )
         events = EventTimer() if uses_cuda and asynchronous else None
         if events is not None:
             timer.method = CUDA_EVENTS
@@ -493,6 +515,12 @@ class _Session:
                 f"{config.profile.warmup}, active {config.profile.active}) needs more than the "
                 f"{len(rows)} step(s) the run had."
             )
+        parallelism = self.timer.parallelism()
+        if parallelism:
+            summary["cpu"]["stage_parallelism"] = {
+                STAGE_COLUMNS.get(stage, stage): round(value, 2) for stage, value in parallelism.items()
+            }
+            new_warnings += busy_elsewhere_warnings(self.timer, self.threads)
         if self.sampler.summary() is not None:
             summary["cpu"].update(self.sampler.summary() or {})
             new_warnings += self.sampler.warnings()

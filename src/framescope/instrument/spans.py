@@ -57,13 +57,14 @@ def nvtx_range(name: str) -> Iterator[None]:
 class _Span:
     """One timed stage. A class rather than a generator: it sits on the hot path of every step."""
 
-    __slots__ = ("_children", "_function", "_start", "name", "timer")
+    __slots__ = ("_children", "_cpu_start", "_function", "_start", "name", "timer")
 
     def __init__(self, timer: StageTimer, name: str) -> None:
         self.timer = timer
         self.name = name
         self._function: torch.profiler.record_function | None = None
         self._start = 0.0
+        self._cpu_start = 0.0
         self._children = 0.0
 
     def __enter__(self) -> None:
@@ -76,6 +77,8 @@ class _Span:
         if timer.sync is not None:
             timer.sync()
         timer._open.append(self)
+        if timer.cpu_clock is not None:
+            self._cpu_start = timer.cpu_clock()
         self._start = timer.clock()
 
     def __exit__(self, *exc: object) -> None:
@@ -84,6 +87,11 @@ class _Span:
             if timer.sync is not None:
                 timer.sync()
             elapsed = timer.clock() - self._start
+            if timer.cpu_clock is not None and not timer._open[:-1]:  # outermost spans only: no double count
+                timer.cpu_totals[self.name] = (
+                    timer.cpu_totals.get(self.name, 0.0) + timer.cpu_clock() - self._cpu_start
+                )
+                timer.wall_totals[self.name] = timer.wall_totals.get(self.name, 0.0) + elapsed
             timer._open.pop()
             if timer._open:
                 timer._open[-1]._children += elapsed
@@ -102,12 +110,26 @@ class StageTimer:
     leave it ``None`` on CPU. Durations are in seconds; a stage entered twice in a step accumulates.
     """
 
-    def __init__(self, clock: Clock = monotonic, sync: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock = monotonic,
+        sync: Callable[[], None] | None = None,
+        cpu_clock: Callable[[], float] | None = None,
+    ) -> None:
         self.clock = clock
         self.sync = sync
         self.method = CUDA_SYNC if sync is not None else HOST_WALL
         self.samples: dict[str, float] = {}
         self._open: list[_Span] = []
+        self.cpu_clock = cpu_clock
+        """With a process CPU clock (``time.process_time``), outermost spans also total the process's CPU time
+        and their wall time per stage, over the whole run: how many cores were busy during each stage."""
+        self.cpu_totals: dict[str, float] = {}
+        self.wall_totals: dict[str, float] = {}
+
+    def parallelism(self) -> dict[str, float]:
+        """Per stage: process CPU seconds per wall second while it ran (needs ``cpu_clock``)."""
+        return {name: self.cpu_totals[name] / wall for name, wall in self.wall_totals.items() if wall > 0}
 
     def reset(self) -> None:
         """Forget the previous step's samples."""
