@@ -139,7 +139,7 @@ def test_stage_cpu_use_is_totalled_for_outermost_spans() -> None:
 
 
 def test_a_stage_busier_than_its_threads_is_reported() -> None:
-    from framescope._run import busy_elsewhere_warnings
+    from framescope.pipeline import busy_elsewhere_warnings
     from framescope.pipeline import ThreadPlan
 
     timer = StageTimer(cpu_clock=lambda: 0.0)

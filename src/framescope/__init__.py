@@ -18,15 +18,16 @@ from typing import TYPE_CHECKING, Any
 from framescope._version import __version__
 
 if TYPE_CHECKING:
-    from framescope._run import RunObserver, StartInfo, run
+    from framescope._observer import RunObserver, StartInfo
+    from framescope._run import run
     from framescope.config import ModelConfig, PreprocessConfig, ProfileConfig, RunConfig, SourceConfig
     from framescope.errors import FramescopeError
     from framescope.records import RunResult, load_run
 
 _EXPORTS = {
     "run": "framescope._run",
-    "RunObserver": "framescope._run",
-    "StartInfo": "framescope._run",
+    "RunObserver": "framescope._observer",
+    "StartInfo": "framescope._observer",
     "RunConfig": "framescope.config",
     "ModelConfig": "framescope.config",
     "PreprocessConfig": "framescope.config",

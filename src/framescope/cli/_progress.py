@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from framescope._run import RunObserver, StartInfo
+from framescope._observer import RunObserver, StartInfo
 from framescope.instrument.clock import Clock, monotonic
 from framescope.records import RunResult
 from framescope.records._schema import STAGE_COLUMNS

@@ -7,6 +7,7 @@ from framescope.pipeline._stages import MODEL_STAGE, Stage, StepPlan, copy_stage
 from framescope.pipeline._threads import (
     ThreadPlan,
     bind_cores,
+    busy_elsewhere_warnings,
     configure_threads,
     plan_threads,
     rebalance_async,
@@ -22,6 +23,7 @@ __all__ = [
     "ThreadPlan",
     "bind_cores",
     "build_row",
+    "busy_elsewhere_warnings",
     "collate",
     "configure_threads",
     "copy_stage",

@@ -16,6 +16,7 @@ import torch
 
 from framescope._cv2 import import_cv2
 from framescope.errors import DeviceError
+from framescope.instrument.spans import StageTimer
 
 
 @dataclass(slots=True)
@@ -166,3 +167,20 @@ def rebalance_async(cores: int, torch_threads: int, producer_s: float, model_s: 
         f"~{1000 * model_full_s:.0f} ms on {cores} threads ({100 * ratio:.0f}%), so it keeps its own core "
         f"and the model {torch_threads} thread(s)"
     )
+
+
+def busy_elsewhere_warnings(timer: StageTimer, threads: ThreadPlan) -> list[str]:
+    """Stages during which the process used clearly more cores than the stage's own threads can: other
+    threads were burning CPU meanwhile, typically torch's OpenMP workers spinning after the model."""
+    expected = {"read": threads.decode_threads, "h2d": 1, "d2h": 1}
+    run_wall = sum(timer.wall_totals.values())
+    warnings = []
+    for stage, value in timer.parallelism().items():
+        allowed = expected.get(stage, threads.torch_threads)
+        if value > allowed + 0.5 and timer.wall_totals[stage] >= 0.05 * run_wall:
+            warnings.append(
+                f"during {stage} the process kept {value:.1f} cores busy though the stage runs on at most "
+                f"{allowed} thread(s): other threads were burning CPU meanwhile (typically torch's OpenMP "
+                "workers spinning after the model), which slows the stage; fewer --torch-threads may help."
+            )
+    return warnings

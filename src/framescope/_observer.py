@@ -1,0 +1,43 @@
+"""What a run tells its observer: the CLI renders it; the Python API ignores it unless given one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from framescope.config import RunConfig
+from framescope.pipeline import Row, ThreadPlan
+from framescope.records import RunResult
+from framescope.sources import SourceInfo
+
+
+@dataclass(slots=True)
+class StartInfo:
+    """What a run is about to do; handed to observers before the first step."""
+
+    run_dir: Path
+    csv_path: Path
+    config: RunConfig
+    system: dict[str, Any]
+    source: SourceInfo
+    model: dict[str, Any]
+    threads: ThreadPlan
+    timing_method: str
+    expected_steps: int | None
+
+
+class RunObserver:
+    """Receives a run's progress; the CLI renders it, the Python API ignores it by default."""
+
+    def on_start(self, info: StartInfo) -> None:
+        """Called once, after set-up and before the first step."""
+
+    def on_step(self, row: Row) -> None:
+        """Called after each step's row is on disk."""
+
+    def on_warning(self, message: str) -> None:
+        """Called for anything that makes the numbers less trustworthy."""
+
+    def on_finish(self, result: RunResult) -> None:
+        """Called once the summary is written (also for interrupted and failed runs)."""
