@@ -139,8 +139,7 @@ def test_stage_cpu_use_is_totalled_for_outermost_spans() -> None:
 
 
 def test_a_stage_busier_than_its_threads_is_reported() -> None:
-    from framescope.pipeline import busy_elsewhere_warnings
-    from framescope.pipeline import ThreadPlan
+    from framescope.pipeline import ThreadPlan, busy_elsewhere_warnings
 
     timer = StageTimer(cpu_clock=lambda: 0.0)
     timer.wall_totals = {"read": 2.0, "exec": 8.0, "h2d": 0.01}
