@@ -1,5 +1,6 @@
 """Models: loading torchvision models by name and running inference or retrain steps."""
 
+from framescope.models._move import move
 from framescope.models._registry import build_model, input_spec, load_weights_file, models_by_task, task_of
 from framescope.models._runner import (
     InferenceRunner,
@@ -25,6 +26,7 @@ __all__ = [
     "load_weights_file",
     "make_runner",
     "models_by_task",
+    "move",
     "parse_split_point",
     "split_points",
     "task_of",

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from framescope.models._move import move
+
 FAMILIES = ("ssd", "retinanet", "fcos", "rcnn")
 
 
@@ -29,16 +31,6 @@ def detection_family(model: nn.Module) -> str:
     raise TypeError(f"{type(model).__name__} is not a torchvision detection model")
 
 
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, list | tuple):
-        return type(value)(_move(v, device) for v in value)
-    if isinstance(value, dict):
-        return type(value)((k, _move(v, device)) for k, v in value.items())
-    return value
-
-
 @dataclass
 class RawDetections:
     """A batch's raw head outputs, before box decoding, score filtering and NMS."""
@@ -53,9 +45,8 @@ class RawDetections:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def to(self, device: torch.device) -> RawDetections:
-        return RawDetections(
-            self.family, _move(self.outputs, device), self.image_sizes, self.original_sizes, device
-        )
+        outputs = move(self.outputs, device, non_blocking=True)
+        return RawDetections(self.family, outputs, self.image_sizes, self.original_sizes, device)
 
 
 def _features(model: Any, images: Any) -> Any:

@@ -17,6 +17,7 @@ import torch
 from torch import fx, nn
 
 from framescope.errors import ModelError
+from framescope.models._move import move
 
 SpanFactory = Callable[[str], contextlib.AbstractContextManager[Any]]
 SPLIT_STAGE = "split"
@@ -110,16 +111,6 @@ def split_points(model: nn.Module, name: str) -> list[str]:
     return listed_split_points(model, trace(model, name))
 
 
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, tuple | list):
-        return type(value)(_move(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: _move(v, device) for k, v in value.items()}
-    return value
-
-
 class _SecondPart(nn.Module):
     """The part after the cut: moves what crosses the cut to its device, inside a ``split`` span."""
 
@@ -131,7 +122,7 @@ class _SecondPart(nn.Module):
 
     def forward(self, *args: Any) -> Any:
         with self.span(SPLIT_STAGE):
-            args = _move(args, self.device)
+            args = move(args, self.device, non_blocking=True)
         return self.part(*args)
 
 

@@ -8,23 +8,10 @@ from typing import Any
 
 import torch
 
-from framescope.models import StepResult
+from framescope.models import StepResult, move
 
 MODEL_STAGE = "exec"
 CPU = torch.device("cpu")
-
-
-def move(value: Any, device: torch.device, *, non_blocking: bool = False) -> Any:
-    """``value`` (tensors, lists, dicts, or anything with ``.to(device)``) on ``device``."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=non_blocking)
-    if isinstance(value, list | tuple):
-        return type(value)(move(v, device, non_blocking=non_blocking) for v in value)
-    if isinstance(value, dict):
-        return {k: move(v, device, non_blocking=non_blocking) for k, v in value.items()}
-    if hasattr(value, "to"):
-        return value.to(device)
-    return value
 
 
 @dataclass(slots=True)
