@@ -55,9 +55,16 @@ def model_plan(model_s: float = 0.0, loss: Any = None) -> StepPlan:
 
 
 def run(
-    source: Source, plan: StepPlan, *, batch_size: int = 2, max_steps: int | None = None, **kw: Any
+    source: Source,
+    plan: StepPlan,
+    *,
+    batch_size: int = 2,
+    max_steps: int | None = None,
+    rows: list[Row] | None = None,
+    **kw: Any,
 ) -> list[Row]:
-    rows: list[Row] = []
+    """Run the async loop; rows collect in ``rows`` (kept when the run raises) and are returned."""
+    rows = [] if rows is None else rows
     run_async(
         source,
         plan,
@@ -99,6 +106,25 @@ def test_the_producer_stays_at_most_prefetch_batches_ahead() -> None:
     assert not producer._thread.is_alive()
 
 
+def test_the_producer_copies_to_the_device_from_pinned_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    copies: list[torch.device] = []
+
+    def pinned_copy(value: Any, device: torch.device) -> Any:
+        copies.append(device)
+        return value
+
+    monkeypatch.setattr("framescope.pipeline._async._pinned_copy", pinned_copy)
+    h2d = Stage("h2d", lambda b: pytest.fail("the plain copy ran"), device=torch.device("cpu"))
+    producer = Producer(CountingSource(4), [h2d], batch_size=2, depth=2, clock=time.perf_counter)
+    producer.start()
+    try:
+        produced = producer.get()
+    finally:
+        producer.close()
+    assert produced is not None and "h2d" in produced.samples
+    assert copies and copies[0] == torch.device("cpu")
+
+
 def test_max_steps_stops_the_producer() -> None:
     source = CountingSource(None)
     rows = run(source, model_plan(), max_steps=4)
@@ -109,17 +135,7 @@ def test_max_steps_stops_the_producer() -> None:
 def test_a_failure_in_the_producer_reaches_the_caller_after_the_rows_before_it() -> None:
     rows: list[Row] = []
     with pytest.raises(SourceError, match="the source broke"):
-        run_async(
-            CountingSource(None, fail_at=6),
-            model_plan(),
-            batch_size=2,
-            timer=StageTimer(),
-            clock=time.perf_counter,
-            max_steps=None,
-            warmup_steps=0,
-            profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-            on_row=rows.append,
-        )
+        run(CountingSource(None, fail_at=6), model_plan(), rows=rows)
     assert [r["step"] for r in rows] == [0, 1, 2]
 
 

@@ -11,11 +11,14 @@ device work is done, without a host synchronisation per step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +26,10 @@ import torch
 
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
 from framescope.instrument.events import DeviceEvent, EventTimer, PendingSamples, cuda_event
-from framescope.models import StepResult
-from framescope.pipeline._batcher import collate, read_frames
+from framescope.pipeline._batcher import read_batch
 from framescope.pipeline._loop import LiveCounter, Row, build_row
 from framescope.pipeline._omp import limit_this_thread
-from framescope.pipeline._stages import Stage, StepPlan, move
+from framescope.pipeline._stages import Stage, StepPlan, move, run_stages
 from framescope.sources import Frame, Source
 
 QUEUE_WAIT = "queue_wait"
@@ -63,6 +65,16 @@ def _pinned_copy(value: Any, device: torch.device) -> Any:
     return move(value, device, non_blocking=True)
 
 
+def _timed(timer: StageTimer, events: EventTimer | None) -> Callable[[Stage], AbstractContextManager[Any]]:
+    """Spans for a stage: CUDA events for work on the GPU where ``events`` is given, the host timer else."""
+
+    def timed(stage: Stage) -> AbstractContextManager[Any]:
+        span = events.span if events is not None and stage.on_gpu else timer.span
+        return span(stage.name)
+
+    return timed
+
+
 class Producer:
     """Runs reading, decoding and ``stages`` in a background thread, ``depth`` batches ahead."""
 
@@ -77,7 +89,13 @@ class Producer:
         new_event: Callable[[], DeviceEvent] = cuda_event,
     ) -> None:
         self.source = source
-        self.stages = stages
+        # copies to the device come from pinned memory, without blocking the host
+        self.stages = [
+            dataclasses.replace(stage, run=functools.partial(_pinned_copy, device=stage.device))
+            if stage.name == "h2d"
+            else stage
+            for stage in stages
+        ]
         self.batch_size = batch_size
         self.clock = clock
         self.new_event = new_event
@@ -102,16 +120,13 @@ class Producer:
     def _produce(self, timer: StageTimer, events: EventTimer | None) -> Produced | None:
         timer.reset()
         with timer.span("read"):
-            frames = read_frames(self.source, self.batch_size)
-            value = collate(frames) if frames else None
-        if value is None:
+            read = read_batch(self.source, self.batch_size)
+        if read is None:
             return None
+        frames, value = read
         ready = None
         with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
-            for stage in self.stages:
-                span = events.span if events is not None and stage.on_gpu else timer.span
-                with span(stage.name):
-                    value = _pinned_copy(value, stage.device) if stage.name == "h2d" else stage.run(value)
+            value, _ = run_stages(self.stages, value, _timed(timer, events))
             if self.stream is not None:
                 ready = self.new_event()
                 ready.record()
@@ -200,6 +215,7 @@ def run_async(
     producer = Producer(source, ahead, batch_size=batch_size, depth=depth, clock=clock, new_event=new_event)
     if events is None and any(stage.on_gpu for stage in behind):
         events = EventTimer(new_event)
+    timed = _timed(timer, events)
     waiting: deque[_PendingRow] = deque()
     warmup_rows: list[Row] = []
 
@@ -226,14 +242,7 @@ def run_async(
                     break
                 if item.ready is not None:
                     torch.cuda.current_stream().wait_event(item.ready)
-                value: Any = item.value
-                loss = None
-                for stage in behind:
-                    span = events.span if events is not None and stage.on_gpu else timer.span
-                    with span(stage.name):
-                        value = stage.run(value)
-                    if isinstance(value, StepResult):
-                        loss, value = value.loss, value.output
+                _, loss = run_stages(behind, item.value, timed)
             end = clock()
             if first_start is None:
                 first_start = start

@@ -32,3 +32,9 @@ def collate(frames: list[Frame]) -> Batch:
     if same:
         return torch.from_numpy(np.stack([f.image for f in frames])).permute(0, 3, 1, 2)
     return [torch.from_numpy(np.asarray(f.image)).permute(2, 0, 1) for f in frames]
+
+
+def read_batch(source: Source, count: int) -> tuple[list[Frame], Batch] | None:
+    """Up to ``count`` frames and their batch; None after the end of the input."""
+    frames = read_frames(source, count)
+    return (frames, collate(frames)) if frames else None

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
-from framescope.models import StepResult
-from framescope.pipeline._batcher import collate, read_frames
-from framescope.pipeline._stages import StepPlan
+from framescope.pipeline._batcher import read_batch
+from framescope.pipeline._stages import StepPlan, run_stages
 from framescope.records import STAGE_COLUMNS, WAIT_COLUMNS
 from framescope.sources import Frame, Source
 
@@ -111,17 +110,11 @@ def run_sync(
         start = clock()
         with nvtx_range(f"step {step}"):
             with timer.span("read"):
-                frames = read_frames(source, batch_size)
-                batch = collate(frames) if frames else None
-            if batch is None:
+                read = read_batch(source, batch_size)
+            if read is None:
                 break
-            value: Any = batch
-            loss = None
-            for stage in plan.stages:
-                with timer.span(stage.name):
-                    value = stage.run(value)
-                if isinstance(value, StepResult):
-                    loss, value = value.loss, value.output
+            frames, batch = read
+            _, loss = run_stages(plan.stages, batch, lambda stage: timer.span(stage.name))
         end = clock()
         if first_start is None:
             first_start = start

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,20 @@ class StepPlan:
         """(stages before the model, the model and after): what a producer thread can run ahead."""
         index = next(i for i, stage in enumerate(self.stages) if stage.name == MODEL_STAGE)
         return self.stages[:index], self.stages[index:]
+
+
+def run_stages(
+    stages: Iterable[Stage], value: Any, timed: Callable[[Stage], AbstractContextManager[Any]]
+) -> tuple[Any, Any]:
+    """Run ``stages`` in order on ``value``, each inside ``timed(stage)``. Returns the last output and the
+    model stage's loss (None in inference, or when the model is not among ``stages``)."""
+    loss = None
+    for stage in stages:
+        with timed(stage):
+            value = stage.run(value)
+        if isinstance(value, StepResult):
+            loss, value = value.loss, value.output
+    return value, loss
 
 
 def copy_stage(source: torch.device, target: torch.device, run: Callable[[Any], Any] | None = None) -> Stage:
