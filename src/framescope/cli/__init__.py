@@ -49,6 +49,8 @@ def models_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from framescope.cli._annotate_cmd import add_annotate_arguments, annotate_command
+    from framescope.cli._extract_cmd import add_extract_arguments, extract_command
     from framescope.cli._run_cmd import add_run_arguments, run_command
 
     parser = _Parser(
@@ -57,32 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"framescope {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    run_parser = commands.add_parser(
-        "run",
-        help="profile a model on a video, camera, stream or image folder",
-        description="Run a torchvision model on video and record every batch's stage latencies.",
-    )
-    add_run_arguments(run_parser)
-    run_parser.set_defaults(handler=run_command)
-    from framescope.cli._extract_cmd import add_extract_arguments, extract_command
-
-    extract_parser = commands.add_parser(
-        "extract-frames",
-        help="write frames of a video as images, sampled by presentation time",
-        description="Keep --fps frames per second of video time (by presentation timestamps) as PNG or JPEG.",
-    )
-    add_extract_arguments(extract_parser)
-    extract_parser.set_defaults(handler=extract_command)
-    from framescope.cli._annotate_cmd import add_annotate_arguments, annotate_command
-
-    annotate_parser = commands.add_parser(
-        "annotate",
-        help="detect objects in a folder of images: boxed images plus COCO JSON",
-        description="Run a torchvision detection model over images; write them with labelled boxes and one "
-        "COCO-format annotations.json.",
-    )
-    add_annotate_arguments(annotate_parser)
-    annotate_parser.set_defaults(handler=annotate_command)
+    for name, summary, description, add_arguments, handler in (
+        (
+            "run",
+            "profile a model on a video, camera, stream or image folder",
+            "Run a torchvision model on video and record every batch's stage latencies.",
+            add_run_arguments,
+            run_command,
+        ),
+        (
+            "extract-frames",
+            "write frames of a video as images, sampled by presentation time",
+            "Keep --fps frames per second of video time (by presentation timestamps) as PNG or JPEG.",
+            add_extract_arguments,
+            extract_command,
+        ),
+        (
+            "annotate",
+            "detect objects in a folder of images: boxed images plus COCO JSON",
+            "Run a torchvision detection model over images; write them with labelled boxes and one "
+            "COCO-format annotations.json.",
+            add_annotate_arguments,
+            annotate_command,
+        ),
+    ):
+        command = commands.add_parser(name, help=summary, description=description)
+        add_arguments(command)
+        command.set_defaults(handler=handler)
     models_parser = commands.add_parser("models", help="list the model names framescope runs")
     models_parser.add_argument("--task", choices=("classification", "detection", "segmentation"))
     models_parser.add_argument(
