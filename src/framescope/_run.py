@@ -43,8 +43,6 @@ from framescope.records import (
 )
 from framescope.sources import Source, make_source
 
-TRACE_FILE = "torch_trace.json"
-
 
 def _dummy_batch(config: RunConfig, source: Source) -> Batch:
     """A batch shaped like the ones the loop will see, for the untimed warm-up."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,8 +112,7 @@ class _Session:
             active=config.profile.active,
             cuda=self.uses_cuda,
         )
-        cores = len(self.threads.cores) if self.threads.cores else (os.cpu_count() or 1)
-        self.sampler = RunnableSampler(cores)
+        self.sampler = RunnableSampler(self.threads.core_count)
         try:
             with profiler, self.sampler:
                 common: dict[str, Any] = {
@@ -165,8 +163,9 @@ class _Session:
 
         producer_s = per_batch(*(STAGE_COLUMNS[s] for s in PRODUCER_STAGES))
         model_s = per_batch("total_step_latency_ms") - per_batch("queue_wait_ms")
-        cores = len(self.threads.cores) if self.threads.cores else (os.cpu_count() or 1)
-        threads, reason = rebalance_async(cores, self.threads.torch_threads, producer_s, model_s)
+        threads, reason = rebalance_async(
+            self.threads.core_count, self.threads.torch_threads, producer_s, model_s
+        )
         if threads != self.threads.torch_threads:
             torch.set_num_threads(threads)
             self.threads.torch_threads = threads
@@ -218,8 +217,9 @@ class _Session:
                 STAGE_COLUMNS.get(stage, stage): round(value, 2) for stage, value in parallelism.items()
             }
             new_warnings += busy_elsewhere_warnings(self.timer, self.threads)
-        if self.sampler.summary() is not None:
-            summary["cpu"].update(self.sampler.summary() or {})
+        runnable = self.sampler.summary()
+        if runnable is not None:
+            summary["cpu"].update(runnable)
             new_warnings += self.sampler.warnings()
         summary["warnings"] = self.setup_warnings + new_warnings
         self.writer.write_json(SUMMARY_FILE, summary)

@@ -19,6 +19,11 @@ from framescope.errors import DeviceError
 from framescope.instrument.spans import StageTimer
 
 
+def core_count(cores: list[int] | None) -> int:
+    """How many cores ``cores`` names; every core of the machine where the OS cannot tell (None)."""
+    return len(cores) if cores else (os.cpu_count() or 1)
+
+
 @dataclass(slots=True)
 class ThreadPlan:
     cores: list[int] | None
@@ -30,6 +35,10 @@ class ThreadPlan:
     warnings: list[str] = field(default_factory=list)
     previous: tuple[list[int] | None, int, int] | None = field(default=None, repr=False)
     """(affinity, torch threads, OpenCV threads) before :func:`configure_threads`, to restore after."""
+
+    @property
+    def core_count(self) -> int:
+        return core_count(self.cores)
 
 
 def _core_text(cores: list[int]) -> str:
@@ -86,7 +95,7 @@ def plan_threads(
     is measured during the run, see :mod:`framescope.instrument.cpu_load`.)
     """
     warnings: list[str] = []
-    available = len(cores) if cores else (os.cpu_count() or 1)
+    available = core_count(cores)
     if pipeline == "async":
         decode_n = decode_threads or 1
         torch_n = torch_threads or max(1, available - decode_n)

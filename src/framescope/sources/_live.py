@@ -12,6 +12,7 @@ clock and a fake source.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import deque
@@ -236,18 +237,13 @@ class LiveSource(Source):
     def open(self) -> None:
         """Open the input in the calling thread (so a bad input fails at once), then start the reader."""
         inner = self._open_inner()
-        self.info = SourceInfo(
-            kind=inner.info.kind,
-            uri=inner.info.uri,
-            decoder=inner.info.decoder,
+        self.info = dataclasses.replace(
+            inner.info,
             live=True,
-            width=inner.info.width,
-            height=inner.info.height,
             fps=self.pace_fps or inner.info.fps,
             frame_count=inner.info.frame_count if self.pace_fps else None,
-            codec=inner.info.codec,
             duration_s=inner.info.duration_s if self.pace_fps else None,
-            extra={"replayed_at_fps": self.pace_fps, "buffer": self.buffer.capacity},
+            extra={**inner.info.extra, "replayed_at_fps": self.pace_fps, "buffer": self.buffer.capacity},
         )
         self.warnings = inner.warnings
 
