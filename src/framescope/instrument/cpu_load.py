@@ -29,6 +29,11 @@ class CpuLoad:
     """Time the hypervisor gave our cores to other virtual machines."""
 
 
+def core_count(cores: list[int] | None) -> int:
+    """How many cores ``cores`` names; every core of the machine where the OS cannot tell (None)."""
+    return len(cores) if cores else (os.cpu_count() or 1)
+
+
 def _busy_and_steal(cores: list[int] | None) -> tuple[float, float]:
     per_cpu = psutil.cpu_times(percpu=True)
     chosen = [per_cpu[i] for i in cores if i < len(per_cpu)] if cores else per_cpu
@@ -61,10 +66,9 @@ class CpuLoadMeter:
         busy, steal = _busy_and_steal(self.cores)
         own = _own_cpu(self._process) - self._own
         others = max(0.0, (busy - self._busy) - own)
-        count = len(self.cores) if self.cores else (psutil.cpu_count() or 1)
         return CpuLoad(
             seconds=seconds,
-            cores=count,
+            cores=core_count(self.cores),
             ours=own / seconds,
             others=others / seconds,
             steal=max(0.0, steal - self._steal) / seconds,

@@ -16,12 +16,8 @@ import torch
 
 from framescope._cv2 import import_cv2
 from framescope.errors import DeviceError
+from framescope.instrument.cpu_load import core_count
 from framescope.instrument.spans import StageTimer
-
-
-def core_count(cores: list[int] | None) -> int:
-    """How many cores ``cores`` names; every core of the machine where the OS cannot tell (None)."""
-    return len(cores) if cores else (os.cpu_count() or 1)
 
 
 @dataclass(slots=True)
