@@ -30,6 +30,13 @@ def stream_lost(spec_kind: str, target: str, frames: int, read_timeout_s: float)
     )
 
 
+def no_first_frame(spec_kind: str, target: str, read_timeout_s: float) -> SourceError:
+    return SourceError(
+        f"{spec_kind} {target} opened but sent no frame within {read_timeout_s:g} s; check the source, or "
+        "raise --read-timeout."
+    )
+
+
 def not_a_video(path: str, detail: str) -> SourceError:
     return SourceError(
         f"{path!r} is not a readable video ({detail}); check it is a complete video file FFmpeg can play "

@@ -11,7 +11,7 @@ from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import DECODE, Frame, Source, SourceInfo
-from framescope.sources._files import check_video_file, not_a_video, stream_lost
+from framescope.sources._files import check_video_file, no_first_frame, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
 
@@ -91,10 +91,7 @@ class OpenCVSource(Source):
             cap.release()
             self._cap = None
             if spec.kind == "stream":
-                raise SourceError(
-                    f"stream {spec.target} opened but sent no frame within {self.read_timeout_s:g} s; "
-                    "check the stream, or raise --read-timeout."
-                )
+                raise no_first_frame(spec.kind, spec.target, self.read_timeout_s)
             if spec.kind == "camera":
                 raise SourceError(f"camera {spec.target} opened but delivered no frame; check the device.")
             raise not_a_video(spec.target, "no decodable video frame")

@@ -13,7 +13,7 @@ from typing import Any
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import DECODE, Frame, Source, SourceInfo
-from framescope.sources._files import check_video_file, not_a_video, stream_lost
+from framescope.sources._files import check_video_file, no_first_frame, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
 MAX_CONSECUTIVE_BAD_PACKETS = 50
@@ -95,10 +95,7 @@ class PyAVSource(Source):
         if first is None:
             self.close()
             if spec.live:
-                raise SourceError(
-                    f"{spec.kind} {spec.target} opened but sent no frame within {self.read_timeout_s:g} s; "
-                    "check the source, or raise --read-timeout."
-                )
+                raise no_first_frame(spec.kind, spec.target, self.read_timeout_s)
             raise not_a_video(spec.target, "no decodable video frame")
         self._decoded.appendleft(first)
         rate = stream.average_rate or stream.guessed_rate
