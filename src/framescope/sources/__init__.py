@@ -7,7 +7,7 @@ from framescope.errors import ConfigError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import Frame, Source, SourceInfo
 from framescope.sources._clips import sample_clip_path, write_clip
-from framescope.sources._images import ImageFolderSource, list_images
+from framescope.sources._images import ImageFolderSource, list_images, read_image
 from framescope.sources._live import FrameBuffer, LiveSource, backoff_delays
 from framescope.sources._opencv import OpenCVSource
 from framescope.sources._pyav import PyAVSource
@@ -31,6 +31,7 @@ __all__ = [
     "list_images",
     "make_source",
     "parse_source",
+    "read_image",
     "sample_clip_path",
     "write_clip",
 ]

@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
@@ -26,6 +28,18 @@ def list_images(directory: str | os.PathLike[str]) -> list[Path]:
     root = Path(directory)
     files = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(files, key=natural_key)
+
+
+def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The image at ``path`` as RGB uint8 (height x width x 3), resized to ``size`` (width, height) where
+    given; None when it is not a readable image."""
+    cv2 = import_cv2()
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    if size is not None and (bgr.shape[1], bgr.shape[0]) != size:
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 class ImageFolderSource(Source):
@@ -53,18 +67,12 @@ class ImageFolderSource(Source):
         self.info.frame_count = len(self.files)
 
     def read(self) -> Frame | None:
-        cv2 = import_cv2()
-
         while self._next < len(self.files):
             path = self.files[self._next]
             self._next += 1
             with self.span(DECODE):
-                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if bgr is not None:
-                    if self.output_size is not None and (bgr.shape[1], bgr.shape[0]) != self.output_size:
-                        bgr = cv2.resize(bgr, self.output_size, interpolation=cv2.INTER_AREA)
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if bgr is None:
+                rgb = read_image(path, self.output_size)
+            if rgb is None:
                 self.frames_skipped += 1
                 self.skipped_files.append(str(path))
                 log.warning("skipped %s: not a readable image", path)

@@ -19,7 +19,7 @@ from framescope.errors import ConfigError, DeviceError, OutputError, SourceError
 from framescope.models import build_model, detection_num_classes, make_runner, task_of
 from framescope.postprocess import make_postprocess
 from framescope.records import ensure_writable_dir
-from framescope.sources import list_images
+from framescope.sources import list_images, read_image
 
 COCO_FILE = "annotations.json"
 _UNNAMED = ("__background__", "N/A")
@@ -166,14 +166,12 @@ def annotate(
         relatives: list[Path] = []
         images: list[torch.Tensor] = []
         for path in files[first : first + config.batch_size]:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
+            rgb = read_image(path)
+            if rgb is None:
                 result.skipped.append(path.relative_to(root).as_posix())
                 continue
             relatives.append(path.relative_to(root))
-            images.append(
-                torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()
-            )
+            images.append(torch.from_numpy(rgb).permute(2, 0, 1).contiguous())
         if images:
             raw = runner([image.to(device).float().div_(255) for image in images]).output
             with torch.inference_mode():
