@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from framescope.instrument import FakeClock, ProfilerWindow, StageTimer
+from framescope.instrument import Clock, FakeClock, ProfilerWindow, StageTimer
 from framescope.models import StepResult
 from framescope.pipeline import Row, Stage, StepPlan, collate, run_sync
 from framescope.preprocess import Batch
@@ -53,14 +54,22 @@ def plan_costing(clock: FakeClock, prep_s: float, model_s: float, loss: float | 
 def run(
     source: Source,
     plan: StepPlan,
-    clock: FakeClock,
+    clock: Clock,
     *,
     batch_size: int = 4,
     max_steps: int | None = None,
     warmup: int = 0,
     profiler: ProfilerWindow | None = None,
+    on_row: Callable[[Row], None] | None = None,
 ) -> list[Row]:
+    """Run the sync loop timed by ``clock``; rows are returned, and also handed to ``on_row`` as they come."""
     rows: list[Row] = []
+
+    def collect(row: Row) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
     run_sync(
         source,
         plan,
@@ -70,7 +79,7 @@ def run(
         max_steps=max_steps,
         warmup_steps=warmup,
         profiler=profiler or ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=rows.append,
+        on_row=collect,
         cpu_clock=lambda: 0.0,
     )
     return rows
@@ -145,17 +154,7 @@ def test_each_row_is_handed_over_before_the_next_step_starts() -> None:
     def on_row(row: Row) -> None:
         seen_at.append(clock())
 
-    run_sync(
-        FakeSource(clock, frames=8),
-        plan_costing(clock, 0, 1.0),
-        batch_size=4,
-        timer=StageTimer(clock),
-        clock=clock,
-        max_steps=None,
-        warmup_steps=0,
-        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=on_row,
-    )
+    run(FakeSource(clock, frames=8), plan_costing(clock, 0, 1.0), clock, on_row=on_row)
     assert seen_at == pytest.approx([1.04, 2.08])
 
 
@@ -180,18 +179,8 @@ def test_real_time_stages_match_sleeps() -> None:
         time.sleep(0.05)
         return StepResult(None)
 
-    rows: list[Row] = []
-    run_sync(
-        SleepySource(FakeClock(), frames=None),
-        StepPlan([Stage("prep", prep), Stage("exec", model)]),
-        batch_size=5,
-        timer=StageTimer(),
-        clock=time.perf_counter,
-        max_steps=3,
-        warmup_steps=0,
-        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=rows.append,
-    )
+    plan = StepPlan([Stage("prep", prep), Stage("exec", model)])
+    rows = run(SleepySource(FakeClock(), frames=None), plan, time.perf_counter, batch_size=5, max_steps=3)
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k.endswith("_ms") and rows[0][k]}
     assert 20.0 <= median["read_latency_ms"] < 40.0
     assert 20.0 <= median["prep_latency_ms"] < 35.0
