@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,9 +42,21 @@ def _non_negative_int(value: object, name: str, flag: str) -> None:
         raise ConfigError(f"{name} = {value!r} should be an integer >= 0; pass e.g. {flag} 2.")
 
 
-def _positive_number(value: object, name: str, flag: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{name} = {value!r} should be a positive number of seconds; pass e.g. {flag} 10.")
+def _finite(value: object) -> int | float | None:
+    """``value`` when it is an int or a finite float; None for anything else (a bool, NaN, infinity, text)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _positive_number(value: object, name: str, flag: str, *, unit: str | None, example: str) -> None:
+    """A finite number > 0 in ``unit`` (``seconds``, ...; None for a plain number such as a learning rate)."""
+    number = _finite(value)
+    if number is None or number <= 0:
+        what = f"a positive number of {unit}" if unit else "a positive number"
+        raise ConfigError(f"{name} = {value!r} should be {what} (finite, > 0); pass e.g. {flag} {example}.")
 
 
 def _choice(value: object, allowed: tuple[str, ...], name: str, flag: str) -> None:
@@ -70,8 +84,17 @@ def parse_core_list(spec: str) -> tuple[int, ...] | None:
 
     Only the syntax is checked here; whether the cores exist is checked when binding.
     """
+    if not isinstance(spec, str):
+        raise ConfigError(
+            f"core_bind = {spec!r} should be a string: 'all', a range like '0-3' or a list like '0,2,5' "
+            "(quote it in YAML)."
+        )
     text = spec.strip().lower()
-    if text in ("all", ""):
+    if not text:
+        raise ConfigError(
+            f"--core-bind {spec!r} is empty; pass a core list such as 0-3 or 0,2,5, or 'all' for every core."
+        )
+    if text == "all":
         return None
     cores: set[int] = set()
     for part in text.split(","):
@@ -131,15 +154,23 @@ class SourceConfig:
         _non_negative_int(self.decode_threads, "decode_threads", "--decode-threads")
         parse_decode_size(self.decode_size)
         if self.source_fps is not None:
-            _positive_number(self.source_fps, "source_fps", "--source-fps")
+            _positive_number(
+                self.source_fps, "source_fps", "--source-fps", unit="frames per second", example="30"
+            )
         _non_negative_int(self.live_buffer, "live_buffer", "--live-buffer")
-        _positive_number(self.reconnect_for_s, "reconnect_for_s", "--reconnect-for")
+        _positive_number(
+            self.reconnect_for_s, "reconnect_for_s", "--reconnect-for", unit="seconds", example="60"
+        )
         if self.decode_on_gpu and self.decoder == "opencv":
             raise ConfigError(
                 "--decode-on-gpu needs --decoder torchcodec (or pyav); OpenCV decodes on the CPU."
             )
-        _positive_number(self.open_timeout_s, "open_timeout_s", "--open-timeout")
-        _positive_number(self.read_timeout_s, "read_timeout_s", "--read-timeout")
+        _positive_number(
+            self.open_timeout_s, "open_timeout_s", "--open-timeout", unit="seconds", example="10"
+        )
+        _positive_number(
+            self.read_timeout_s, "read_timeout_s", "--read-timeout", unit="seconds", example="10"
+        )
 
 
 @dataclass(kw_only=True)
@@ -205,7 +236,7 @@ class ModelConfig:
                     f"write {self.name}:{layer}."
                 )
         _positive_int(self.num_classes, "num_classes", "--num-classes")
-        _positive_number(self.learning_rate, "learning_rate", "--lr")
+        _positive_number(self.learning_rate, "learning_rate", "--lr", unit=None, example="0.01")
 
 
 @dataclass(kw_only=True)
@@ -321,7 +352,9 @@ class RunConfig:
         _choice(self.pipeline, PIPELINES, "pipeline", "--pipeline")
         _positive_int(self.prefetch, "prefetch", "--prefetch")
         if self.deadline_ms is not None:
-            _positive_number(self.deadline_ms, "deadline_ms", "--deadline-ms")
+            _positive_number(
+                self.deadline_ms, "deadline_ms", "--deadline-ms", unit="milliseconds", example="100"
+            )
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps", "--max-steps")
         _non_negative_int(self.warmup_steps, "warmup_steps", "--warmup-steps")
@@ -349,7 +382,7 @@ class RunConfig:
         nested: dict[str, Any] = {}
         for key, value in values.items():
             if key not in cls.FLAT_FIELDS:
-                raise ConfigError(f"unknown setting {key!r}{_did_you_mean(key, cls.FLAT_FIELDS)}.")
+                raise ConfigError(_unknown(f"unknown setting {key!r}", key, cls.FLAT_FIELDS, "settings"))
             path = cls.FLAT_FIELDS[key]
             target = nested
             for part in path[:-1]:
@@ -364,11 +397,11 @@ class RunConfig:
             raise ConfigError(
                 "a run config must be a mapping of settings (see config.yaml in any run directory)."
             )
-        top_fields = {f.name for f in dataclasses.fields(cls)}
+        top_fields = [f.name for f in dataclasses.fields(cls)]
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key not in top_fields:
-                raise ConfigError(f"unknown config key {key!r}{_did_you_mean(key, top_fields)}.")
+                raise ConfigError(_unknown(f"unknown config key {key!r}", key, top_fields))
             if key in SECTIONS:
                 kwargs[key] = _build_section(SECTIONS[key], key, value)
             else:
@@ -410,7 +443,7 @@ class RunConfig:
         data = self.to_dict()
         for key, value in flat.items():
             if key not in self.FLAT_FIELDS:
-                raise ConfigError(f"unknown setting {key!r}{_did_you_mean(key, self.FLAT_FIELDS)}.")
+                raise ConfigError(_unknown(f"unknown setting {key!r}", key, self.FLAT_FIELDS, "settings"))
             target = data
             path = self.FLAT_FIELDS[key]
             for part in path[:-1]:
@@ -439,19 +472,26 @@ def _build_section(kind: type[Any], name: str, value: Any) -> Any:
         return value
     if not isinstance(value, dict):
         raise ConfigError(f"config section {name!r} should be a mapping, not {type(value).__name__}.")
-    allowed = {f.name for f in dataclasses.fields(kind)}
+    allowed = [f.name for f in dataclasses.fields(kind)]
     for key in value:
         if key not in allowed:
-            raise ConfigError(f"unknown key {key!r} in section {name!r}{_did_you_mean(key, allowed)}.")
+            raise ConfigError(_unknown(f"unknown key {key!r} in section {name!r}", key, allowed))
     try:
         return kind(**value)
     except TypeError as exc:
         raise ConfigError(f"config section {name!r} is incomplete: {exc}.") from None
 
 
-def _did_you_mean(key: str, options: Any) -> str:
-    close = difflib.get_close_matches(key, list(options), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+def _closest_first(key: object, options: Iterable[str]) -> list[str]:
+    """``options`` ordered by how close they are to ``key`` (difflib's ratio, best first; ties keep their
+    order)."""
+    text = str(key).lower()
+    return sorted(options, key=lambda option: -difflib.SequenceMatcher(None, text, option).ratio())
+
+
+def _unknown(problem: str, key: object, options: Iterable[str], kind: str = "keys") -> str:
+    """The one-line message for an unknown key: the problem and the valid keys, closest first."""
+    return f"{problem}; valid {kind}, closest first: {', '.join(_closest_first(key, options))}."
 
 
 IMAGE_FORMATS = ("png", "jpg")
@@ -483,13 +523,26 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         _require_text(self.input, "-i/--input is empty; pass the video to extract frames from.")
         _require_text(self.output, "-o/--output is empty; pass a directory for the images.")
-        if isinstance(self.fps, bool) or not isinstance(self.fps, int | float) or not self.fps > 0:
-            raise ConfigError(f"--fps {self.fps!r} should be > 0 frames per second of video, e.g. --fps 0.5.")
+        fps = _finite(self.fps)
+        if fps is None or fps <= 0:
+            raise ConfigError(
+                f"--fps {self.fps!r} should be > 0 frames per second of video (finite), e.g. --fps 0.5."
+            )
         _choice(self.format, IMAGE_FORMATS, "format", "--format")
-        if not isinstance(self.start_s, int | float) or self.start_s < 0:
-            raise ConfigError(f"--start {self.start_s!r} should be >= 0 seconds.")
-        if self.end_s is not None and self.end_s <= self.start_s:
-            raise ConfigError(f"--end {self.end_s!r} should be after --start {self.start_s!r}.")
+        start = _finite(self.start_s)
+        if start is None or start < 0:
+            raise ConfigError(
+                f"--start {self.start_s!r} should be a finite number of seconds >= 0, e.g. --start 60."
+            )
+        if self.end_s is not None:
+            end = _finite(self.end_s)
+            if end is None:
+                raise ConfigError(
+                    f"--end {self.end_s!r} should be a finite number of seconds, e.g. --end 90; leave it out "
+                    "to sample to the end of the video."
+                )
+            if end <= start:
+                raise ConfigError(f"--end {self.end_s!r} should be after --start {self.start_s!r}.")
         if (
             isinstance(self.quality, bool)
             or not isinstance(self.quality, int)
@@ -498,8 +551,12 @@ class ExtractConfig:
             raise ConfigError(f"--quality {self.quality!r} should be an integer from 1 to 100.")
         if os.sep in self.prefix:
             raise ConfigError(f"--prefix {self.prefix!r} should be a file name prefix without '{os.sep}'.")
-        _positive_number(self.open_timeout_s, "open_timeout_s", "--open-timeout")
-        _positive_number(self.read_timeout_s, "read_timeout_s", "--read-timeout")
+        _positive_number(
+            self.open_timeout_s, "open_timeout_s", "--open-timeout", unit="seconds", example="10"
+        )
+        _positive_number(
+            self.read_timeout_s, "read_timeout_s", "--read-timeout", unit="seconds", example="10"
+        )
 
 
 @dataclass(kw_only=True)
