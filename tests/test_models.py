@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import pickle
 import urllib.error
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import run_cli
 
 from framescope.config import ModelConfig
 from framescope.errors import ModelError
@@ -102,6 +105,83 @@ def test_a_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
         build_model("resnet18", str(path))
     with pytest.raises(ModelError, match="does not exist"):
         build_model("resnet18", str(tmp_path / "missing.pt"))
+
+
+def old_protocol_pickles(tmp_path: Path) -> list[Path]:
+    """Weights files torch.load(weights_only=True) warns about: torch's legacy format with pickle protocol 4,
+    and a plain pickle."""
+    legacy = tmp_path / "legacy.pt"
+    state = build_model("resnet18").state_dict()
+    torch.save(state, legacy, _use_new_zipfile_serialization=False, pickle_protocol=4)
+    plain = tmp_path / "plain.pkl"
+    with plain.open("wb") as file:
+        pickle.dump({"not": "weights"}, file, protocol=4)
+    return [legacy, plain]
+
+
+def test_old_protocol_pickles_give_one_error_and_no_warning(tmp_path: Path) -> None:
+    for path in old_protocol_pickles(tmp_path):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(
+                ModelError, match=r"is not a PyTorch state dict .*torch.save\(model.state_dict"
+            ):
+                build_model("resnet18", str(path))
+        assert [str(w.message) for w in caught] == []
+
+
+def test_cli_old_protocol_pickle_prints_only_framescope_s_line(tmp_path: Path) -> None:
+    for path in old_protocol_pickles(tmp_path):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # what a user's interpreter shows: every warning, on stderr
+            result = run_cli(
+                "run", "--model-name", "resnet18", "--input_path", "synthetic:64x64:2",
+                "--weights", str(path), "--output-dir", str(tmp_path / "runs"),
+            )  # fmt: skip
+        assert [str(w.message) for w in caught] == []
+        assert result.code == 2
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("framescope: error: weights file"), result.err
+
+
+def test_legacy_format_state_dict_still_loads_quietly(tmp_path: Path) -> None:
+    original = build_model("mobilenet_v3_small", seed=7)
+    path = tmp_path / "legacy.pt"
+    torch.save(original.state_dict(), path, _use_new_zipfile_serialization=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = build_model("mobilenet_v3_small", str(path), seed=99)
+    assert [str(w.message) for w in caught] == []
+    expected = original.state_dict()
+    assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
+
+
+def test_a_weights_directory_is_named_as_one(tmp_path: Path) -> None:
+    with pytest.raises(
+        ModelError,
+        match=r"^weights path '.*' is a directory, not a file; pass a state-dict file \(saved with "
+        r"torch.save\(model.state_dict\(\), path\)\), or --weights none or DEFAULT.$",
+    ):
+        build_model("resnet18", str(tmp_path))
+    torch.save(build_model("resnet18").state_dict(), tmp_path / "best.pt")
+    with pytest.raises(
+        ModelError, match=r"is a directory, not a file; pass a state-dict file \(e.g. --weights .*best.pt\)"
+    ):
+        build_model("resnet18", str(tmp_path))
+
+
+def test_cli_weights_directory(tmp_path: Path) -> None:
+    weights = tmp_path / "checkpoints"
+    weights.mkdir()
+    result = run_cli(
+        "run", "--model-name", "resnet18", "--input_path", "synthetic:64x64:2", "--weights", str(weights),
+        "--output-dir", str(tmp_path / "runs"),
+    )  # fmt: skip
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [
+        f"framescope: error: weights path {str(weights)!r} is a directory, not a file; pass a state-dict "
+        "file (saved with torch.save(model.state_dict(), path)), or --weights none or DEFAULT."
+    ]
 
 
 def test_default_weights_offline_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -163,3 +163,45 @@ def test_run_split_onto_the_gpu(clip: Path, out_dir: Path) -> None:
     assert result.summary["model"]["split"]["second_part"] == "cuda"
     assert (result.rows["split_transfer_latency_ms"] > 0).all()
     assert result.rows["h2d_latency_ms"].isna().all()  # the input stays on the CPU for the first part
+
+
+DETECTOR = "ssdlite320_mobilenet_v3_large"
+REFUSED = "is a detection model, and detection models cannot be split; drop --split-point"
+
+
+@pytest.mark.parametrize("mode", ["inference", "retrain"])
+def test_runners_refuse_to_split_a_detection_model(mode: str) -> None:
+    model = build_model(DETECTOR)
+    config = ModelConfig(name=DETECTOR, mode=mode, split_point=f"{DETECTOR}:backbone")
+    with pytest.raises(ModelError, match=rf"^--split-point '{DETECTOR}:backbone': {DETECTOR} {REFUSED}"):
+        make_runner(model, "detection", config, CPU)
+    assert all(p.requires_grad for p in model.parameters())  # refused before retrain froze the backbone
+
+
+@pytest.mark.parametrize("mode", ["inference", "retrain"])
+@pytest.mark.parametrize("layer", ["backbone", "no_such_layer"])
+def test_cli_refuses_to_split_a_detection_model(mode: str, layer: str, out_dir: Path) -> None:
+    result = run_cli(
+        "run", "--model-name", DETECTOR, "--split-point", f"{DETECTOR}:{layer}", "--mode", mode,
+        "--input_path", "synthetic:64x64:2", "--max-steps", "1", "--output-dir", str(out_dir),
+    )  # fmt: skip
+    assert result.code == 2, result.err
+    assert result.err.strip().splitlines() == [
+        f"framescope: error: --split-point '{DETECTOR}:{layer}': {DETECTOR} {REFUSED}, or split a "
+        "classification or segmentation model (framescope models --split-points MODEL lists its layers)."
+    ]
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []  # no run directory: no step ran
+
+
+def test_run_refuses_to_split_a_detection_model(out_dir: Path) -> None:
+    config = RunConfig.from_flat(
+        model_name=DETECTOR,
+        split_point="backbone",
+        input_path="synthetic:64x64:2",
+        max_steps=1,
+        output_dir=str(out_dir),
+        progress="none",
+    )
+    with pytest.raises(ModelError, match=rf"^--split-point 'backbone': {DETECTOR} {REFUSED}"):
+        framescope.run(config)
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []

@@ -9,6 +9,7 @@ import inspect
 import io
 import os
 import sys
+import warnings
 from functools import cache
 from typing import Any
 
@@ -102,14 +103,35 @@ def _clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     return cleaned
 
 
+def _checkpoints_in(directory: str) -> list[str]:
+    """The files in ``directory`` that look like saved weights, by name."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    paths = [os.path.join(directory, n) for n in names if n.endswith((".pt", ".pth", ".ckpt", ".bin"))]
+    return [p for p in paths if os.path.isfile(p)]
+
+
 def load_weights_file(model: nn.Module, name: str, path: str) -> None:
     """Load a state dict saved with ``torch.save(model.state_dict(), path)`` safely (``weights_only``)."""
+    if os.path.isdir(path):
+        found = _checkpoints_in(path)
+        fix = f"e.g. --weights {found[0]}" if found else "saved with torch.save(model.state_dict(), path)"
+        raise ModelError(
+            f"weights path {path!r} is a directory, not a file; pass a state-dict file ({fix}), or "
+            "--weights none or DEFAULT."
+        )
     if not os.path.isfile(path):
         raise ModelError(
             f"weights file {path!r} does not exist; pass --weights none, DEFAULT or a state-dict path."
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns (on stderr, over two lines) about pickles of an unexpected protocol before failing or
+        # loading them; the user gets this function's one-line error instead, or nothing when it loads.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
         state = _clean_state_dict(obj)
     except Exception as exc:  # torch.load raises many types for foreign files
         raise ModelError(

@@ -70,6 +70,17 @@ def _placed(
     return split, split
 
 
+def _refuse_detection_split(task: str, config: ModelConfig) -> None:
+    """Detection models run in two stages (``forward_raw``, then post-processing) that a split cannot follow:
+    a split point given for one is an error, never silently ignored."""
+    if task == "detection" and config.split_point is not None:
+        raise ModelError(
+            f"--split-point {config.split_point!r}: {config.name} is a detection model, and detection models "
+            "cannot be split; drop --split-point, or split a classification or segmentation model "
+            "(framescope models --split-points MODEL lists its layers)."
+        )
+
+
 def _as_list(batch: Batch) -> list[torch.Tensor]:
     return list(batch) if isinstance(batch, torch.Tensor) else batch
 
@@ -86,6 +97,7 @@ class InferenceRunner:
         *,
         span: SpanFactory | None = None,
     ) -> None:
+        _refuse_detection_split(task, config)
         self.task = task
         self.device = device
         self.amp = config.amp
@@ -130,6 +142,7 @@ class RetrainRunner:
         seed: int = 0,
         span: SpanFactory | None = None,
     ) -> None:
+        _refuse_detection_split(task, config)  # before the model's parameters are frozen
         self.task = task
         self.device = device
         self.amp = config.amp
