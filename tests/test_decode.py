@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,12 @@ from framescope.config import SourceConfig
 from framescope.errors import ConfigError, SourceError
 from framescope.preprocess import InputSpec, resized_size
 from framescope.sources import Source, make_source
+from framescope.sources._torchcodec import torchcodec_problem
 
 
 def torchcodec_works() -> bool:
-    try:
-        from framescope.sources._torchcodec import import_torchcodec
-
-        import_torchcodec()
-    except SourceError:
-        return False
-    return True
+    """Whether torchcodec decodes here: importing it does not load libtorchcodec or FFmpeg's libraries."""
+    return torchcodec_problem() is None
 
 
 @pytest.fixture
@@ -180,6 +177,41 @@ def test_torchcodec_run_and_bad_inputs(clip: Path, corrupt_video: Path, out_dir:
         make_source(SourceConfig(input_path=str(corrupt_video), decoder="torchcodec")).open()
     with pytest.raises(SourceError, match="--decoder torchcodec reads video files"):
         make_source(SourceConfig(input_path="rtsp://host/cam", decoder="torchcodec")).open()
+
+
+def test_the_torchcodec_probe_agrees_with_decoding(clip: Path) -> None:
+    """The availability check tries what decoding needs: it says "works" exactly where a clip decodes."""
+    try:
+        import torchcodec.decoders
+
+        torchcodec.decoders.VideoDecoder(str(clip)).get_frame_at(0)
+        decodes = True
+    except Exception:
+        decodes = False
+    problem = torchcodec_problem()
+    assert (problem is None) is decodes, problem
+    if problem is not None:
+        assert "\n" not in problem and problem.endswith("or use --decoder pyav.")
+
+
+def test_torchcodec_without_ffmpeg_libraries_blames_them_not_the_file(clip: Path, out_dir: Path) -> None:
+    if importlib.util.find_spec("torchcodec") is None:
+        pytest.skip("torchcodec is not installed (test_torchcodec_missing_is_a_clear_error covers that)")
+    if torchcodec_works():
+        pytest.skip("torchcodec loads FFmpeg's libraries here (test_torchcodec_run_and_bad_inputs covers it)")
+    result = run_cli(
+        "run", "--model-name", "mobilenet_v3_small", "--input_path", str(clip), "--decoder", "torchcodec",
+        "--output-dir", str(out_dir),
+    )  # fmt: skip
+    assert result.code == 2
+    line = result.err.strip()
+    assert "\n" not in line
+    assert line.startswith("framescope: error: torchcodec cannot load FFmpeg's shared libraries ("), line
+    assert line.endswith(
+        "install FFmpeg's libraries (Debian: apt install libavcodec59 libavformat59 libavutil57 libswscale6 "
+        "libavdevice59 libavfilter8), or use --decoder pyav."
+    )
+    assert "not a readable video" not in line
 
 
 def test_torchcodec_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, clip: Path) -> None:

@@ -7,6 +7,9 @@ becomes a decoder-side resize, so full-size RGB frames are never produced.
 
 from __future__ import annotations
 
+import functools
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,13 +17,15 @@ import torch
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._clips import write_clip
 from framescope.sources._files import check_video_file, not_a_video
 from framescope.sources._spec import SourceSpec
 
-INSTALL_HINT = (
-    "install it with pip install torchcodec, and FFmpeg's libraries (Debian: apt install libavcodec59 "
-    "libavformat59 libavutil57 libswscale6 libavdevice59 libavfilter8), or use --decoder pyav"
+FFMPEG_LIBRARIES = (
+    "FFmpeg's libraries (Debian: apt install libavcodec59 libavformat59 libavutil57 libswscale6 "
+    "libavdevice59 libavfilter8)"
 )
+INSTALL_HINT = f"install it with pip install torchcodec, and {FFMPEG_LIBRARIES}, or use --decoder pyav"
 
 
 def import_torchcodec() -> Any:
@@ -34,6 +39,37 @@ def import_torchcodec() -> Any:
             f"torchcodec cannot load FFmpeg's libraries ({type(exc).__name__}); {INSTALL_HINT}."
         ) from None
     return torchcodec
+
+
+def _first_sentence(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    first = first.split(". ", 1)[0].rstrip(".")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+@functools.cache
+def torchcodec_problem() -> str | None:
+    """None when torchcodec can decode on this machine; otherwise one line saying why not and what to do.
+
+    Importing torchcodec does not load its native library (libtorchcodec, linked against FFmpeg's shared
+    libraries); opening a video does. So this opens a tiny generated clip and decodes one frame, once per
+    process. A failure here, on a clip known to be good, is the machine's and not any input's.
+    """
+    try:
+        torchcodec = import_torchcodec()
+    except SourceError as exc:
+        return str(exc)
+    with tempfile.TemporaryDirectory(prefix="framescope-torchcodec-probe-") as tmp:
+        clip = write_clip(Path(tmp) / "probe.mp4", width=64, height=48, frames=2)
+        try:
+            torchcodec.decoders.VideoDecoder(str(clip)).get_frame_at(0)
+        except Exception as exc:  # RuntimeError "Could not load libtorchcodec", OSError from dlopen, ...
+            return (
+                f"torchcodec cannot load FFmpeg's shared libraries ({_first_sentence(exc)}); install "
+                f"{FFMPEG_LIBRARIES}, or use --decoder pyav."
+            )
+    return None
 
 
 class TorchCodecSource(Source):
@@ -76,6 +112,10 @@ class TorchCodecSource(Source):
         except SourceError:
             raise
         except Exception as exc:  # torchcodec raises RuntimeError/ValueError for files FFmpeg cannot read
+            # ... and the same when its own library cannot load: a good clip tells which it is.
+            problem = torchcodec_problem()
+            if problem is not None:
+                raise SourceError(problem) from None
             raise not_a_video(self.spec.target, f"torchcodec: {str(exc).splitlines()[0]}") from None
         metadata = self._decoder.metadata
         if not len(self._decoder):
@@ -100,7 +140,10 @@ class TorchCodecSource(Source):
             self._decoder = self._make_decoder()  # the resize is part of the decoder
 
     def read(self) -> Frame | None:
-        if self._decoder is None or self._next >= len(self._decoder):
+        if self._decoder is None:
+            return None
+        if self._next >= len(self._decoder):
+            self._end()
             return None
         with self.span(DECODE):
             frame = self._decoder.get_frame_at(self._next)
