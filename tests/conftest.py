@@ -91,6 +91,18 @@ def vfr_clip(media: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def vfr_mkv_clip(media: Path) -> Path:
+    """The VFR clip in Matroska, which states no frame count (duration x rate says 61 frames)."""
+    return write_clip(media / "vfr.mkv", width=160, height=120, pts_ms=VFR_PTS_MS)
+
+
+@pytest.fixture(scope="session")
+def vfr_ts_clip(media: Path) -> Path:
+    """The VFR clip in MPEG-TS, which states no frame count (duration x rate says 4001 frames)."""
+    return write_clip(media / "vfr.ts", width=160, height=120, pts_ms=VFR_PTS_MS)
+
+
+@pytest.fixture(scope="session")
 def odd_clip(media: Path) -> Path:
     """An odd frame size (161x97) in Matroska; 4:4:4 chroma because 4:2:0 needs even sizes."""
     return write_clip(media / "odd.mkv", width=161, height=97, frames=10, pix_fmt="yuv444p")
@@ -100,6 +112,42 @@ def odd_clip(media: Path) -> Path:
 def ts_clip(media: Path) -> Path:
     """MPEG-TS, streamable over plain HTTP without range requests."""
     return write_clip(media / "clip.ts", width=160, height=120, frames=20, fps=30)
+
+
+DAMAGED_FRAMES = 60
+
+
+def mp4_boxes(data: bytes) -> dict[str, tuple[int, int]]:
+    """Top-level MP4 boxes: name -> (offset, size)."""
+    boxes: dict[str, tuple[int, int]] = {}
+    offset = 0
+    while offset + 8 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        name = data[offset + 4 : offset + 8].decode("latin-1")
+        if size == 1:  # 64-bit size after the name
+            size = int.from_bytes(data[offset + 8 : offset + 16], "big")
+        elif size == 0:  # to the end of the file
+            size = len(data) - offset
+        boxes[name] = (offset, size)
+        offset += size
+    return boxes
+
+
+@pytest.fixture(scope="session")
+def damaged_clip(media: Path) -> Path:
+    """320x240 H.264, 30 FPS, 60 frames (DAMAGED_FRAMES), with 16 KiB of garbage in the middle of its media
+    data; the index (moov) is intact, so the container still announces 60 frames. OpenCV stops at the damage
+    as if the file ended there (about 30 frames); PyAV skips the undecodable packets and reads to the end."""
+    import numpy as np
+
+    intact = write_clip(media / "intact-60.mp4", width=320, height=240, frames=DAMAGED_FRAMES, fps=30)
+    data = bytearray(intact.read_bytes())
+    offset, size = mp4_boxes(bytes(data))["mdat"]
+    start = offset + 8 + (size - 8) // 2
+    data[start : start + 16384] = np.random.default_rng(0).integers(0, 256, 16384, dtype=np.uint8).tobytes()
+    path = media / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    return path
 
 
 @pytest.fixture(scope="session")

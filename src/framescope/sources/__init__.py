@@ -5,12 +5,13 @@ from __future__ import annotations
 from framescope.config import SourceConfig
 from framescope.errors import ConfigError
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._base import Frame, InputTally, Source, SourceInfo
 from framescope.sources._clips import sample_clip_path, write_clip
 from framescope.sources._images import ImageFolderSource, list_images, read_image
 from framescope.sources._live import FrameBuffer, LiveSource, backoff_delays
 from framescope.sources._opencv import OpenCVSource
 from framescope.sources._pyav import PyAVSource
+from framescope.sources._shortfall import input_shortfall, shortfall_warning
 from framescope.sources._spec import SourceSpec, parse_source
 from framescope.sources._synthetic import SyntheticSource
 from framescope.sources._torchcodec import TorchCodecSource
@@ -19,6 +20,7 @@ __all__ = [
     "Frame",
     "FrameBuffer",
     "ImageFolderSource",
+    "InputTally",
     "LiveSource",
     "OpenCVSource",
     "PyAVSource",
@@ -28,11 +30,13 @@ __all__ = [
     "SyntheticSource",
     "TorchCodecSource",
     "backoff_delays",
+    "input_shortfall",
     "list_images",
     "make_source",
     "parse_source",
     "read_image",
     "sample_clip_path",
+    "shortfall_warning",
     "write_clip",
 ]
 

@@ -61,6 +61,26 @@ class SourceInfo:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class InputTally:
+    """How much of a finite input a source delivered, against what its container announced."""
+
+    frames_read: int
+    """Frames the source delivered."""
+    frames_skipped: int
+    """Undecodable packets or files the source skipped."""
+    reached_end: bool
+    """Whether reading stopped because the input ran out (not because the run stopped reading, nor because a
+    live input was reconnected, which restarts the count)."""
+    frames_expected: int | None
+    """Frames the container announced: its frame count, or duration x frame rate where it states no count."""
+    seconds_expected: float | None
+    """The video's duration as the container states it."""
+    seconds_read: float | None
+    """Presentation time the delivered frames cover: last minus first timestamp plus one frame interval; None
+    where frames carry no timestamps (images)."""
+
+
 class Source:
     """A frame source. ``open()`` fails fast with a :class:`~framescope.errors.SourceError` when the input is
     missing, empty, corrupt or unreachable; ``read()`` returns the next frame or None at the end of the input.
@@ -79,6 +99,10 @@ class Source:
         """(width, height) to resize to while decoding, where the decoder can; None: the native size."""
         self.warnings: list[str] = []
         """Things the user should know about how the input was read (a GPU decoder falling back, ...)."""
+        self.reached_end = False
+        """Set once ``read()`` returned None because the input ran out."""
+        self._first_pts_s: float | None = None
+        self._last_pts_s: float | None = None
 
     def set_output_size(self, size: tuple[int, int] | None) -> None:
         """Resize frames to ``size`` (width, height) as part of decoding, from the next frame on."""
@@ -103,10 +127,39 @@ class Source:
     def close(self) -> None:
         """Release the input; safe to call twice."""
 
-    def _frame(self, image: np.ndarray, pts_s: float | None) -> Frame:
+    def tally(self) -> InputTally:
+        """What was read against what the container announced; meaningful once ``read()`` returned None."""
+        info = self.info
+        expected = info.frame_count
+        if expected is None and info.duration_s and info.fps:
+            expected = round(info.duration_s * info.fps)
+        seconds_read = None
+        if self._first_pts_s is not None and self._last_pts_s is not None:
+            seconds_read = self._last_pts_s - self._first_pts_s + (1.0 / info.fps if info.fps else 0.0)
+        return InputTally(
+            frames_read=self.frames_read,
+            frames_skipped=self.frames_skipped,
+            reached_end=self.reached_end,
+            frames_expected=expected,
+            seconds_expected=self._announced_duration_s(),
+            seconds_read=seconds_read,
+        )
+
+    def _announced_duration_s(self) -> float | None:
+        return self.info.duration_s
+
+    def _frame(self, image: np.ndarray | torch.Tensor, pts_s: float | None) -> Frame:
         frame = Frame(image=image, index=self.frames_read, pts_s=pts_s, arrival_s=self.clock())
         self.frames_read += 1
+        if pts_s is not None:
+            if self._first_pts_s is None:
+                self._first_pts_s = pts_s
+            self._last_pts_s = pts_s
         return frame
+
+    def _end(self) -> None:
+        """The input ran out: ``read()`` returns None from here on."""
+        self.reached_end = True
 
     def __enter__(self) -> Source:
         self.open()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._base import Frame, InputTally, Source, SourceInfo
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,18 @@ class LiveSource(Source):
                 if self.error is not None:
                     raise self.error
                 return None
+
+    def tally(self) -> InputTally:
+        """The wrapped source's: frames it decoded (the buffer's drops are the pipeline's, not the input's)
+        against what its container announced. A reconnected input restarted its count, so it never reached
+        "the" end."""
+        inner = self._inner
+        if inner is None:
+            return super().tally()
+        tally = inner.tally()
+        if self.stats.reconnects:
+            tally = dataclasses.replace(tally, reached_end=False)
+        return tally
 
     @property
     def dropped(self) -> int:

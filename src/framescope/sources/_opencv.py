@@ -11,7 +11,8 @@ from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import DECODE, Frame, Source, SourceInfo
-from framescope.sources._files import check_video_file, no_first_frame, not_a_video, stream_lost
+from framescope.sources._diagnose import stream_sent_no_frame
+from framescope.sources._files import check_video_file, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
 
@@ -91,7 +92,10 @@ class OpenCVSource(Source):
             cap.release()
             self._cap = None
             if spec.kind == "stream":
-                raise no_first_frame(spec.kind, spec.target, self.read_timeout_s)
+                # OpenCV silences FFmpeg's log: ask FFmpeg (through PyAV) why.
+                raise stream_sent_no_frame(
+                    spec, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s
+                )
             if spec.kind == "camera":
                 raise SourceError(f"camera {spec.target} opened but delivered no frame; check the device.")
             raise not_a_video(spec.target, "no decodable video frame")
@@ -152,6 +156,9 @@ class OpenCVSource(Source):
                         raise stream_lost(
                             self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s
                         )
+                    # OpenCV reports an undecodable packet exactly like the end of the file: input_shortfall
+                    # compares what was read with what the container announced.
+                    self._end()
                     return None
                 pts = self._position_s(self._cap)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -13,6 +13,7 @@ from typing import Any
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
 from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._diagnose import stream_sent_no_frame
 from framescope.sources._files import check_video_file, no_first_frame, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
 
@@ -43,6 +44,7 @@ class PyAVSource(Source):
         self._stream: Any = None
         self._packets: Iterator[Any] | None = None
         self._decoded: deque[Any] = deque()
+        self._video_duration_s: float | None = None
         self.info = SourceInfo(kind=spec.kind, uri=spec.target, decoder="pyav", live=spec.live)
 
     def open(self) -> None:
@@ -94,6 +96,11 @@ class PyAVSource(Source):
         first = self._next_decoded()
         if first is None:
             self.close()
+            if spec.kind == "stream":
+                # PyAV keeps FFmpeg's log off: open again with it on, for FFmpeg's reason.
+                raise stream_sent_no_frame(
+                    spec, open_timeout_s=self.open_timeout_s, read_timeout_s=self.read_timeout_s
+                )
             if spec.live:
                 raise no_first_frame(spec.kind, spec.target, self.read_timeout_s)
             raise not_a_video(spec.target, "no decodable video frame")
@@ -110,6 +117,13 @@ class PyAVSource(Source):
             )
         if self._container.duration and spec.kind != "camera":
             self.info.duration_s = self._container.duration / 1_000_000
+        if stream.duration and stream.time_base and spec.kind != "camera":
+            self._video_duration_s = float(stream.duration * stream.time_base)
+
+    def _announced_duration_s(self) -> float | None:
+        """The video stream's own duration where the container states one: the container's duration covers
+        every stream, and an audio track may run longer than the video."""
+        return self._video_duration_s or self.info.duration_s
 
     def _next_decoded(self) -> Any:
         """The next decoded frame, skipping packets FFmpeg cannot decode; None at the end of the input."""
@@ -127,6 +141,7 @@ class PyAVSource(Source):
                     raise stream_lost(
                         self.spec.kind, self.spec.target, self.frames_read, self.read_timeout_s
                     ) from None
+                self._end()
                 return None
             except av.error.ExitError:
                 raise stream_lost(
@@ -136,6 +151,7 @@ class PyAVSource(Source):
                 # A demuxing error mid-file: treat what was read as the whole input.
                 self.frames_skipped += 1
                 self._packets = None
+                self._end()
                 return None
             try:
                 with self.span(DECODE):
@@ -146,6 +162,7 @@ class PyAVSource(Source):
                 bad_in_a_row += 1
                 if bad_in_a_row >= MAX_CONSECUTIVE_BAD_PACKETS:
                     self._packets = None
+                    self._end()
                     return None
         return self._decoded.popleft()
 

@@ -72,6 +72,7 @@ class SyntheticSource(Source):
 
     def read(self) -> Frame | None:
         if self.frames is not None and self.frames_read >= self.frames:
+            self._end()
             return None
         index = self.frames_read
         # Hand out a copy, as a decoder would hand out a fresh buffer.
