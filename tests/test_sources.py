@@ -12,7 +12,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from tests.conftest import CLIP_FRAMES, DAMAGED_FRAMES, VFR_PTS_MS, mp4_boxes, run_cli
+from tests.conftest import (
+    CLIP_FRAMES,
+    DAMAGED_FRAMES,
+    VFR_PTS_MS,
+    mp4_boxes,
+    needs_system_dependency,
+    run_cli,
+)
 
 from framescope.config import SourceConfig
 from framescope.errors import ConfigError, SourceError
@@ -198,6 +205,18 @@ def test_pyav_reads_past_the_damage_and_counts_what_it_skipped(damaged_clip: Pat
     assert len(frames) > len(read_all(open_source(damaged_clip, "opencv")))
     assert source.frames_skipped > 0  # reported as skipped packets, not as an early end
     assert input_shortfall(source) is None
+
+
+def test_torchcodec_skips_frames_it_cannot_decode(damaged_clip: Path) -> None:
+    """torchcodec raises on the damaged packets ("Could not push packet to decode"); they are skipped and
+    counted as PyAV's are, instead of ending the run with a traceback."""
+    from tests.test_decode import torchcodec_works
+
+    needs_system_dependency(torchcodec_works(), "torchcodec with FFmpeg's shared libraries")
+    source = open_source(damaged_clip, "torchcodec")
+    frames = read_all(source)
+    assert source.reached_end and len(frames) + source.frames_skipped == DAMAGED_FRAMES
+    assert len(frames) > len(read_all(open_source(damaged_clip, "opencv")))
 
 
 def test_the_warning_reads_the_same_for_every_decoder(damaged_clip: Path) -> None:

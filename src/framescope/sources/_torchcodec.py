@@ -25,6 +25,8 @@ FFMPEG_LIBRARIES = (
     "FFmpeg's libraries (Debian: apt install libavcodec59 libavformat59 libavutil57 libswscale6 "
     "libavdevice59 libavfilter8)"
 )
+MAX_CONSECUTIVE_BAD_FRAMES = 50
+"""A damaged stretch longer than this ends the input (the count of skipped frames says so)."""
 INSTALL_HINT = f"install it with pip install torchcodec, and {FFMPEG_LIBRARIES}, or use --decoder pyav"
 
 
@@ -140,15 +142,26 @@ class TorchCodecSource(Source):
             self._decoder = self._make_decoder()  # the resize is part of the decoder
 
     def read(self) -> Frame | None:
+        """The next frame; a frame FFmpeg cannot decode (a damaged packet) is skipped and counted, like
+        PyAV's, until too many fail in a row."""
         if self._decoder is None:
             return None
-        if self._next >= len(self._decoder):
-            self._end()
-            return None
-        with self.span(DECODE):
-            frame = self._decoder.get_frame_at(self._next)
-        self._next += 1
-        return self._frame(frame.data, float(frame.pts_seconds))
+        bad_in_a_row = 0
+        while self._next < len(self._decoder):
+            index = self._next
+            self._next += 1
+            try:
+                with self.span(DECODE):
+                    frame = self._decoder.get_frame_at(index)
+            except RuntimeError:  # "Could not push packet to decode", ...
+                self.frames_skipped += 1
+                bad_in_a_row += 1
+                if bad_in_a_row >= MAX_CONSECUTIVE_BAD_FRAMES:
+                    break
+                continue
+            return self._frame(frame.data, float(frame.pts_seconds))
+        self._end()
+        return None
 
     def close(self) -> None:
         self._decoder = None
