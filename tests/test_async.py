@@ -65,6 +65,7 @@ def run(
 ) -> list[Row]:
     """Run the async loop; rows collect in ``rows`` (kept when the run raises) and are returned."""
     rows = [] if rows is None else rows
+    warmup_steps = kw.pop("warmup_steps_", 0)
     run_async(
         source,
         plan,
@@ -72,7 +73,7 @@ def run(
         timer=StageTimer(),
         clock=time.perf_counter,
         max_steps=max_steps,
-        warmup_steps=0,
+        warmup_steps=warmup_steps,
         profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
         on_row=rows.append,
         **kw,
@@ -257,11 +258,12 @@ def test_worker_threads_can_be_limited_without_touching_the_model() -> None:
     assert torch.get_num_threads() >= 1 and threads_of_this_thread() == torch.get_num_threads()
 
 
-def test_async_thread_budget() -> None:
-    assert plan_threads([0, 1], torch_threads=None, decode_threads=0, pipeline="async") == (1, 1, [])
-    assert plan_threads(list(range(8)), torch_threads=None, decode_threads=0, pipeline="async")[:2] == (7, 1)
-    torch_n, decode_n, warnings = plan_threads([0, 1], torch_threads=2, decode_threads=0, pipeline="async")
-    assert (torch_n, decode_n) == (2, 1) and "oversubscribe" in warnings[0]
+def test_async_thread_budget_starts_with_every_core() -> None:
+    """Before anything is measured the model gets every core and the producer one decode thread; which plan
+    is faster is measured during the run (ThreadTrial)."""
+    assert plan_threads([0, 1], torch_threads=None, decode_threads=0, pipeline="async") == (2, 1)
+    assert plan_threads(list(range(8)), torch_threads=None, decode_threads=0, pipeline="async") == (8, 1)
+    assert plan_threads([0, 1], torch_threads=1, decode_threads=3, pipeline="async") == (1, 3)
 
 
 def test_pace_of_an_async_run_is_the_slower_side() -> None:
@@ -310,3 +312,76 @@ def test_async_retrain(clip: Path, out_dir: Path) -> None:
         )
     )  # fmt: skip
     assert (result.rows["loss"] > 0).all()
+
+
+def test_a_thread_trial_interleaves_its_candidates_and_keeps_the_faster() -> None:
+    from framescope.pipeline import ThreadTrial
+
+    applied: list[int] = []
+    trial = ThreadTrial([1, 2], set_threads=applied.append)
+    assert trial.schedule == [1, 1, 2, 2, 2, 2, 1, 1]  # A B B A: a drift of the machine hits both alike
+    for index, threads in enumerate(trial.schedule):
+        assert trial.begin_step(10 + index, index) == threads
+        trial.record_model(threads, {1: 0.8, 2: 0.4}[threads], frames=8)  # 100 vs 50 ms per frame
+        trial.record_producer(threads, 0.16, frames=8)  # the producer needs 20 ms per frame either way
+    assert applied == [1, 2, 1]  # switched only when the plan changed
+    assert trial.decide() == 2 and applied[-1] == 2
+    assert trial.rates() == {1: pytest.approx(10.0), 2: pytest.approx(20.0)}
+    evidence = trial.evidence()
+    assert evidence["chosen"] == 2 and evidence["first_step"] == 10 and evidence["complete"]
+    assert evidence["candidates"][0] == {
+        "torch_threads": 1,
+        "fps": pytest.approx(10.0),
+        "model_ms_per_frame": pytest.approx(100.0),
+        "producer_ms_per_frame": pytest.approx(20.0),
+        "model_steps": 4,
+        "producer_batches": 4,
+    }
+    assert trial.note() == (
+        "async thread plan measured (steps 10-17): 1 torch thread 10.0 FPS, 2 torch threads 20.0 FPS; kept 2"
+    )
+
+
+def test_a_plan_that_starves_the_producer_loses_even_if_the_model_runs_faster() -> None:
+    from framescope.pipeline import ThreadTrial
+
+    trial = ThreadTrial([1, 2], set_threads=lambda n: None)
+    for index, threads in enumerate(trial.schedule):
+        trial.begin_step(index, index)
+        trial.record_model(threads, {1: 0.2, 2: 0.1}[threads], frames=8)
+        trial.record_producer(threads, {1: 0.16, 2: 0.4}[threads], frames=8)  # 20 vs 50 ms per frame
+    assert trial.decide() == 1
+    assert trial.rates()[2] == pytest.approx(20.0)  # the producer's 50 ms per frame, not the model's 12.5
+
+
+def test_the_async_loop_runs_the_trial_after_the_warm_up() -> None:
+    """A model that is 4x faster on two threads, a producer that does not care: the trial keeps two."""
+    from framescope.pipeline import ThreadTrial
+
+    plan = {"threads": 1}
+
+    def model(batch: Any) -> StepResult:
+        time.sleep(0.004 * len(batch) / plan["threads"] ** 2)
+        return StepResult(batch)
+
+    trial = ThreadTrial([1, 2], set_threads=lambda n: plan.update(threads=n))
+    rows = run(
+        CountingSource(None),
+        StepPlan([Stage("prep", lambda b: b), Stage("exec", model)]),
+        batch_size=2,
+        max_steps=14,
+        trial=trial,
+        warmup_steps_=2,
+    )
+    assert trial.chosen == 2 and trial.complete and trial.evidence()["first_step"] == 2
+    assert [r["warmup"] for r in rows] == [1] * 10 + [0] * 4  # 2 warm-up + 8 trial steps
+    assert plan["threads"] == 2
+
+
+def test_a_run_that_ends_inside_the_trial_keeps_what_it_measured() -> None:
+    from framescope.pipeline import ThreadTrial
+
+    trial = ThreadTrial([1, 2], set_threads=lambda n: None)
+    rows = run(CountingSource(10), model_plan(), batch_size=2, trial=trial)
+    assert len(rows) == 5 and not trial.complete and trial.chosen is not None
+    assert "cut short after 5 of 8 steps" in trial.note()

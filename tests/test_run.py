@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tests.conftest import CLIP_FRAMES, VFR_PTS_MS
+from tests.conftest import CLIP_FRAMES, DAMAGED_FRAMES, VFR_PTS_MS
 
 import framescope
 from framescope import RunConfig, load_run
@@ -216,12 +216,6 @@ def test_core_bind_sets_affinity_and_threads_then_restores_them(clip: Path, out_
     assert (os.sched_getaffinity(0), torch.get_num_threads()) == before
 
 
-def test_oversubscribed_threads_are_reported(clip: Path, out_dir: Path) -> None:
-    cores = len(os.sched_getaffinity(0))
-    result = framescope.run(config(out_dir, clip, torch_threads=cores * 4, max_steps=2))
-    assert any("oversubscribe" in w for w in result.summary["warnings"])
-
-
 def test_cpu_amp(clip: Path, out_dir: Path) -> None:
     check_rows(framescope.run(config(out_dir, clip, use_amp=True, max_steps=3)).rows)
 
@@ -368,3 +362,45 @@ def test_a_stream_that_stalls_mid_run_fails_cleanly_and_keeps_its_rows(
     run = load_run(out_dir / "stalled")
     assert run.status == "failed" and "is gone" in run.summary["error"]
     assert len(run.rows) >= 3
+
+
+def test_an_input_that_ends_early_is_a_warning_in_the_summary(damaged_clip: Path, out_dir: Path) -> None:
+    """OpenCV stops at the damage as if the file had ended; the run says so instead of looking complete."""
+    result = framescope.run(config(out_dir, damaged_clip, decoder="opencv"))
+    shortfall = result.summary["input_shortfall"]
+    assert shortfall is not None and shortfall["frames_expected"] == DAMAGED_FRAMES
+    assert shortfall["frames_read"] == result.summary["frames"] < 0.9 * DAMAGED_FRAMES
+    assert any(
+        w.startswith(f"the input ended after {shortfall['frames_read']} of the")
+        for w in result.summary["warnings"]
+    )
+    on_disk = json.loads((result.run_dir / "summary.json").read_text())
+    assert on_disk["input_shortfall"] == shortfall
+    # PyAV reads past the damage: skipped packets, no early end
+    result = framescope.run(config(out_dir, damaged_clip, decoder="pyav"))
+    assert result.summary["input_shortfall"] is None and result.summary["frames_skipped"] > 0
+
+
+def test_stopping_early_on_purpose_is_no_shortfall(damaged_clip: Path, out_dir: Path) -> None:
+    result = framescope.run(config(out_dir, damaged_clip, decoder="opencv", max_steps=2))
+    assert result.summary["input_shortfall"] is None
+
+
+def test_a_run_that_measured_nothing_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, clip: Path, out_dir: Path
+) -> None:
+    from framescope.sources import make_source
+
+    def silent_source(*args: Any, **kw: Any) -> Any:
+        source = make_source(*args, **kw)
+        source.read = lambda: None  # opens fine, then delivers nothing
+        return source
+
+    monkeypatch.setattr("framescope._run.make_source", silent_source)
+    with pytest.raises(FramescopeError, match=r"delivered no frame .*nothing was measured") as error:
+        framescope.run(config(out_dir, clip, run_name="nothing"))
+    assert error.value.exit_code == 2
+    summary = json.loads((out_dir / "nothing" / "summary.json").read_text())
+    assert (
+        summary["status"] == "failed" and summary["steps"] == 0 and "delivered no frame" in summary["error"]
+    )

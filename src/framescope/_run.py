@@ -15,16 +15,24 @@ from typing import Any
 
 import torch
 
+from framescope._memory import batch_memory, check_batch_memory, host_out_of_memory
 from framescope._observer import RunObserver
 from framescope._placement import batch_device, decode_size, model_input_device, resolve_devices
 from framescope._session import _Session
 from framescope.config import RunConfig
-from framescope.errors import FramescopeError
+from framescope.errors import FramescopeError, OutputError
 from framescope.instrument import Clock, StageTimer, monotonic, profiling_requested_by_env
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
 from framescope.instrument.events import CUDA_EVENTS, EventTimer
-from framescope.models import build_model, input_spec, make_runner, parse_split_point, task_of
+from framescope.models import (
+    SplitModel,
+    build_model,
+    input_spec,
+    make_runner,
+    parse_split_point,
+    task_of,
+)
 from framescope.pipeline import (
     ThreadPlan,
     configure_threads,
@@ -32,7 +40,7 @@ from framescope.pipeline import (
     restore_threads,
 )
 from framescope.postprocess import make_postprocess, results_to_host
-from framescope.preprocess import Batch, InputSpec, Preprocessor
+from framescope.preprocess import Batch, InputSpec, Preprocessor, resized_size
 from framescope.records import (
     CONFIG_FILE,
     SYSTEM_FILE,
@@ -44,14 +52,45 @@ from framescope.records import (
 from framescope.sources import Source, make_source
 
 
+def _frame_size(source: Source) -> tuple[int, int]:
+    """(width, height) of the frames the loop will see."""
+    return source.output_size or (source.info.width or 224, source.info.height or 224)
+
+
 def _dummy_batch(config: RunConfig, source: Source) -> Batch:
-    """A batch shaped like the ones the loop will see, for the untimed warm-up."""
-    width, height = source.output_size or (source.info.width or 224, source.info.height or 224)
-    return torch.zeros((config.batch_size, 3, height, width), dtype=torch.uint8, device=batch_device(config))
+    """A batch shaped like the ones the loop will see, for the untimed warm-up: never more frames than a
+    finite input has."""
+    width, height = _frame_size(source)
+    frames = min(config.batch_size, source.info.frame_count or config.batch_size)
+    return torch.zeros((frames, 3, height, width), dtype=torch.uint8, device=batch_device(config))
+
+
+def _check_memory(config: RunConfig, source: Source, spec: InputSpec) -> None:
+    """Refuse a batch size whose frames cannot fit in host memory, before allocating any of them."""
+    width, height = _frame_size(source)
+    model_input = (
+        (spec.size[1], spec.size[0])
+        if spec.size is not None and config.preprocess.level == "simple"
+        else resized_size(config.preprocess.level, spec, width, height)
+    )
+    need = batch_memory(
+        config,
+        frame_size=(width, height),
+        model_input=model_input,
+        frame_count=None if source.info.live else source.info.frame_count,
+        live=source.info.live,
+    )
+    check_batch_memory(need, config)
 
 
 def _model_info(
-    config: RunConfig, task: str, model: torch.nn.Module, spec: InputSpec, device: torch.device
+    config: RunConfig,
+    task: str,
+    model: torch.nn.Module,
+    spec: InputSpec,
+    device: torch.device,
+    *,
+    split: bool,
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
         "name": config.model.name,
@@ -61,7 +100,7 @@ def _model_info(
         "device": str(device),
         "input": dataclasses.asdict(spec),
     }
-    if config.model.split_point:
+    if split and config.model.split_point:  # only a split that really runs is recorded
         info["split"] = {
             "before": parse_split_point(config.model.split_point)[1],
             "first_part": "cpu",
@@ -155,6 +194,7 @@ def _run_bound(
         model = build_model(config.model.name, config.model.weights, seed=config.seed)
         spec = input_spec(config.model.name, model)
         source.set_output_size(decode_size(config, spec, source.info))
+        _check_memory(config, source, spec)
         split_span = events.span if events is not None and model_device.type == "cuda" else timer.span
         runner = make_runner(model, task, config.model, model_device, seed=config.seed, span=split_span)
         inference = config.model.mode == "inference"
@@ -179,6 +219,13 @@ def _run_bound(
                 f"out of memory running {config.model.name} at batch size {config.batch_size}; "
                 "lower --batch-size."
             ) from None
+        except RuntimeError as exc:
+            if not host_out_of_memory(exc):
+                raise
+            raise FramescopeError(
+                f"out of host memory running {config.model.name} at batch size {config.batch_size} "
+                f"({str(exc).splitlines()[0]}); lower --batch-size."
+            ) from None
         setup["warmup_s"] = clock() - t
         warnings.extend(load_warnings(cpu_meter.read(), "during set-up"))
 
@@ -197,9 +244,12 @@ def _run_bound(
             "torch_threads": threads.torch_threads,
             "decode_threads": threads.decode_threads,
         }
-        writer.write_text(CONFIG_FILE, config.to_yaml())
-        writer.write_json(SYSTEM_FILE, system)
-        writer.open_rows()
+        try:
+            writer.write_text(CONFIG_FILE, config.to_yaml())
+            writer.write_json(SYSTEM_FILE, system)
+            writer.open_rows()
+        except OutputError as exc:  # e.g. a full disk: nothing measured yet, so leave no run directory
+            raise writer.abandon(exc) from None
 
         session = _Session(
             config=config,
@@ -212,7 +262,9 @@ def _run_bound(
             threads=threads,
             system=system,
             setup=setup,
-            model_info=_model_info(config, task, model, spec, model_device),
+            model_info=_model_info(
+                config, task, model, spec, model_device, split=isinstance(runner.model, SplitModel)
+            ),
             started_at=started_at,
             uses_cuda=uses_cuda,
             cpu_meter=cpu_meter,

@@ -8,38 +8,40 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from framescope._observer import RunObserver, StartInfo
 from framescope._placement import deadline_ms
+from framescope._secrets import redact, redact_value
 from framescope._version import __version__
 from framescope.config import RunConfig
-from framescope.errors import FramescopeError, Terminated
+from framescope.errors import FramescopeError, OutputError, SourceError, Terminated
 from framescope.instrument import Clock, ProfilerWindow, StageTimer
 from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
 from framescope.instrument.events import EventTimer
-from framescope.instrument.sampler import RunnableSampler
+from framescope.instrument.sampler import CpuWaitSampler
 from framescope.pipeline import (
     Row,
     StepPlan,
     ThreadPlan,
-    busy_elsewhere_warnings,
-    rebalance_async,
+    ThreadTrial,
+    cpu_wait_warnings,
+    idle_core_warnings,
     run_async,
     run_sync,
+    trial_candidates,
+    trial_fits,
 )
 from framescope.records import (
     COLUMNS,
-    PRODUCER_STAGES,
     STAGE_COLUMNS,
     SUMMARY_FILE,
     RunResult,
     RunWriter,
     summarize,
 )
-from framescope.sources import Source, SourceInfo
+from framescope.sources import Source, SourceInfo, input_shortfall, shortfall_warning
 
 TRACE_FILE = "torch_trace.json"
 
@@ -73,8 +75,9 @@ class _Session:
     events: EventTimer | None = None
     """Async on a GPU: the CUDA-event timer of the model's side."""
     thread_notes: list[str] = field(default_factory=list)
-    """Decisions about threads taken during the run (async rebalancing after warm-up)."""
-    sampler: RunnableSampler = field(default_factory=lambda: RunnableSampler(1))
+    """Decisions about threads taken during the run (the async thread plan's trial)."""
+    sampler: CpuWaitSampler = field(default_factory=CpuWaitSampler)
+    trial: ThreadTrial | None = None
 
     def start(self) -> None:
         self.watcher.on_start(
@@ -112,7 +115,7 @@ class _Session:
             active=config.profile.active,
             cuda=self.uses_cuda,
         )
-        self.sampler = RunnableSampler(self.threads.core_count)
+        self.trial = self._thread_trial()
         try:
             with profiler, self.sampler:
                 common: dict[str, Any] = {
@@ -130,11 +133,16 @@ class _Session:
                         self.plan,
                         depth=config.prefetch,
                         events=self.events,
-                        after_warmup=self._rebalance if config.torch_threads is None else None,
+                        trial=self.trial,
                         **common,
                     )
                 else:
                     run_sync(self.source, self.plan, **common)
+            if not rows:
+                raise SourceError(
+                    f"{self.source.info.uri} delivered no frame ({self.source.frames_skipped} undecodable "
+                    "packet(s) or file(s) skipped); nothing was measured: check the input."
+                )
         except KeyboardInterrupt as exc:
             status = "interrupted"
             error = "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
@@ -145,31 +153,31 @@ class _Session:
             raise FramescopeError(error) from None
         except Exception as exc:
             status = "failed"
-            error = str(exc) if isinstance(exc, FramescopeError) else f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, FramescopeError) else redact(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             result = self._finish(rows, status, error, profiler)
         return result
 
-    def _rebalance(self, warmup_rows: list[Row]) -> None:
-        """Async: after warm-up, give the model every core if the producer is mostly idle (see
-        :func:`rebalance_async`); the decision and its measurement go into the run's record."""
-        measured = warmup_rows[1:] or warmup_rows  # the first step pays first-read costs
-        if not measured:
-            return
-
-        def per_batch(*columns: str) -> float:
-            return float(np.median([sum(row[c] or 0.0 for c in columns) for row in measured])) / 1000.0
-
-        producer_s = per_batch(*(STAGE_COLUMNS[s] for s in PRODUCER_STAGES))
-        model_s = per_batch("total_step_latency_ms") - per_batch("queue_wait_ms")
-        threads, reason = rebalance_async(
-            self.threads.core_count, self.threads.torch_threads, producer_s, model_s
-        )
-        if threads != self.threads.torch_threads:
-            torch.set_num_threads(threads)
-            self.threads.torch_threads = threads
-        self.thread_notes.append(reason)
+    def _thread_trial(self) -> ThreadTrial | None:
+        """Async, with the thread counts left to framescope: measure the candidate plans right after the
+        warm-up (see :mod:`framescope.pipeline._trial`), if the run is long enough to afford it."""
+        config, threads = self.config, self.threads
+        if config.pipeline != "async" or config.torch_threads is not None:
+            return None
+        candidates = trial_candidates(threads.core_count, threads.decode_threads)
+        if not candidates:
+            return None
+        trial = ThreadTrial(candidates)
+        expected = _expected_steps(config, self.source.info)
+        if not trial_fits(expected, config.warmup_steps, trial.steps):
+            self.thread_notes.append(
+                f"async thread plan not measured: the run's {expected} step(s) are too few to spend "
+                f"{trial.steps} on trying {' and '.join(map(str, candidates))} torch threads; the model "
+                f"kept {threads.torch_threads}"
+            )
+            return None
+        return trial
 
     def _finish(self, rows: list[Row], status: str, error: str | None, profiler: ProfilerWindow) -> RunResult:
         config = self.config
@@ -189,23 +197,24 @@ class _Session:
             "source": dataclasses.asdict(self.source.info),
             "frames_skipped": self.source.frames_skipped,
             "decode_size": list(self.source.output_size) if self.source.output_size else None,
-            "threads": {
-                "cores": self.threads.cores,
-                "torch": self.threads.torch_threads,
-                "decode": self.threads.decode_threads,
-                "notes": self.thread_notes,
-            },
+            "threads": self._threads_record(),
             "setup": self.setup,
-            "cpu": {"cores": load.cores, "ours": load.ours, "others": load.others, "steal": load.steal},
+            "cpu": load.as_dict(),
             "trace": profiler.written.name if profiler.written is not None else None,
         }
         summary.update(summarize(frame, config.pipeline, deadline_ms(config, self.source.info)))
         new_warnings = load_warnings(load, "during the run") + self.source.warnings
+        shortfall = input_shortfall(self.source) if status == "complete" else None
+        summary["input_shortfall"] = shortfall
+        if shortfall is not None:
+            new_warnings.append(shortfall_warning(shortfall, self.source.info.uri))
         if self.source.frames_skipped:
             new_warnings.append(
                 f"{self.source.frames_skipped} undecodable packet(s) or file(s) were skipped in the input."
             )
-        if config.profile.enabled and profiler.written is None:
+        if profiler.failure is not None:
+            new_warnings.append(profiler.failure)
+        elif config.profile.enabled and profiler.written is None:
             new_warnings.append(
                 f"no torch.profiler trace: the window (wait {config.profile.wait}, warm-up "
                 f"{config.profile.warmup}, active {config.profile.active}) needs more than the "
@@ -216,22 +225,55 @@ class _Session:
             summary["cpu"]["stage_parallelism"] = {
                 STAGE_COLUMNS.get(stage, stage): round(value, 2) for stage, value in parallelism.items()
             }
-            new_warnings += busy_elsewhere_warnings(self.timer, self.threads)
-        runnable = self.sampler.summary()
-        if runnable is not None:
-            summary["cpu"].update(runnable)
-            new_warnings += self.sampler.warnings()
+        wait = self.sampler.summary()
+        summary["cpu"]["wait"] = wait
+        trial = summary["threads"].get("trial")
+        new_warnings += cpu_wait_warnings(wait, load.others, self.threads, trial)
+        new_warnings += idle_core_warnings(
+            summary.get("pace_stage"), load.ours, load.others, self.threads, trial is not None
+        )
         summary["warnings"] = self.setup_warnings + new_warnings
-        self.writer.write_json(SUMMARY_FILE, summary)
+        summary_error = self._write_summary(summary, new_warnings)
         for message in new_warnings:
             self.watcher.on_warning(message)
         result = RunResult(
             run_dir=self.writer.run_dir,
-            config=config.to_dict(),
+            config=redact_value(config.to_dict()),
             system=self.system,
             rows=frame,
             summary=summary,
             csv_path=self.writer.csv_path,
         )
         self.watcher.on_finish(result)
+        if summary_error is not None:
+            raise summary_error from None
         return result
+
+    def _threads_record(self) -> dict[str, Any]:
+        """``summary.threads``: the plan the run ended with, the trial's evidence where it ran."""
+        record: dict[str, Any] = {
+            "cores": self.threads.cores,
+            "torch": self.threads.torch_threads,
+            "decode": self.threads.decode_threads,
+            "notes": self.thread_notes,
+        }
+        if self.trial is not None and self.trial.chosen is not None:
+            self.threads.torch_threads = record["torch"] = self.trial.chosen
+            record["trial"] = self.trial.evidence()
+            if not self.thread_notes or self.thread_notes[-1] != self.trial.note():
+                self.thread_notes.append(self.trial.note())
+        return record
+
+    def _write_summary(self, summary: dict[str, Any], new_warnings: list[str]) -> OutputError | None:
+        """Write summary.json; if it cannot be written (a full disk), return the error the run ends with,
+        the in-memory summary marked failed with it. When another failure is already ending the run, that
+        one stays the run's error and this one becomes a warning."""
+        try:
+            self.writer.write_json(SUMMARY_FILE, summary)
+        except OutputError as exc:
+            if summary["status"] == "complete" or self.writer.failed:
+                summary["status"], summary["error"] = "failed", str(exc)
+                return exc
+            summary["warnings"].append(str(exc))
+            new_warnings.append(str(exc))
+        return None

@@ -13,9 +13,16 @@ class Terminated(KeyboardInterrupt):
 
 
 class FramescopeError(Exception):
-    """A problem with the user's input or environment, with a one-line message that says how to fix it."""
+    """A problem with the user's input or environment, with a one-line message that says how to fix it.
+
+    The message never carries a password: stream URLs in it are redacted (``rtsp://user:***@host``)."""
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *args: object) -> None:
+        from framescope._secrets import redact
+
+        super().__init__(redact(str(message)), *args)
 
 
 class ConfigError(FramescopeError, ValueError):
@@ -36,3 +43,8 @@ class DeviceError(FramescopeError):
 
 class OutputError(FramescopeError):
     """The run directory cannot be created or written."""
+
+
+class OutputSpaceError(OutputError):
+    """The run directory's filesystem is full, or a disk quota or file-size limit was reached (ENOSPC,
+    EDQUOT, EFBIG). Rows written before it stay whole on disk; the message says how many."""

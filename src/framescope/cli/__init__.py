@@ -11,12 +11,20 @@ import argparse
 import logging
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from types import FrameType
 from typing import NoReturn
 
+from framescope._secrets import redact
 from framescope._version import __version__
 from framescope.errors import FramescopeError, Terminated
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """A log filter: the message (framescope's or a library's) with URL passwords masked."""
+    record.msg, record.args = redact(record.getMessage()), None
+    return True
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -102,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.WARNING, format="framescope: %(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.handler(args))
@@ -114,5 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("framescope: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+    except Exception as exc:  # a bug: keep its traceback, but never a password from a URL in it
+        print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+        return 1
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from framescope._observer import RunObserver, StartInfo
+from framescope._secrets import redact, redact_value
 from framescope.instrument.clock import Clock, monotonic
 from framescope.records import RunResult
 from framescope.records._schema import STAGE_COLUMNS
@@ -52,7 +54,7 @@ def config_table(info: StartInfo) -> Table:
         f"{model['device']}",
     )
     table.add_row("timing", f"{info.timing_method} (see README: timing semantics)")
-    resolved = info.config.to_dict()
+    resolved = redact_value(info.config.to_dict())
     for section in ("model", "source", "preprocess", "profile"):
         table.add_row(f"  {section}", _settings(resolved.pop(section)))
     table.add_row("  run", _settings(resolved))
@@ -126,7 +128,7 @@ class ConsoleObserver(RunObserver):
                 )
 
     def on_warning(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {message}")
+        self.console.print(f"[yellow]warning:[/] {escape(redact(message))}")
 
     def on_finish(self, result: RunResult) -> None:
         if self._progress is not None:

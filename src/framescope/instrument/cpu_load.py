@@ -3,30 +3,48 @@
 A profile taken while other processes compete for the same cores measures the competition as much as the
 pipeline. The load average lags by a minute and counts cores we do not use; this measures exactly the bound
 cores over exactly the window of interest.
+
+The kernel counts CPU time in clock ticks (10 ms on most Linux systems), per core and per process, so over a
+short window the difference of two readings is mostly rounding: a 2 ms window in which one core ticked twice
+reads as "9 cores busy". A window shorter than :data:`MIN_WINDOW_S` is therefore not measured at all, and a
+longer one is clamped to what the cores can physically do.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 
 from framescope.instrument.clock import Clock, monotonic
 
+MIN_WINDOW_S = 1.0
+"""The shortest window whose CPU shares are reported: at 100 ticks a second, the rounding of three counters
+is then at most about 0.03 of a core."""
+
 
 @dataclass(frozen=True, slots=True)
 class CpuLoad:
-    """CPU use of a window, in cores (1.0 = one core fully busy for the whole window)."""
+    """CPU use of a window, in cores (1.0 = one core fully busy for the whole window); None when the window
+    was too short to measure (see :data:`MIN_WINDOW_S`)."""
 
     seconds: float
     cores: int
-    ours: float
+    ours: float | None
     """This process (all threads)."""
-    others: float
+    others: float | None
     """Everything else on the same cores."""
-    steal: float
+    steal: float | None
     """Time the hypervisor gave our cores to other virtual machines."""
+
+    @property
+    def measured(self) -> bool:
+        return self.ours is not None
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"cores": self.cores, "ours": self.ours, "others": self.others, "steal": self.steal}
 
 
 def core_count(cores: list[int] | None) -> int:
@@ -34,57 +52,66 @@ def core_count(cores: list[int] | None) -> int:
     return len(cores) if cores else (os.cpu_count() or 1)
 
 
-def _busy_and_steal(cores: list[int] | None) -> tuple[float, float]:
-    per_cpu = psutil.cpu_times(percpu=True)
-    chosen = [per_cpu[i] for i in cores if i < len(per_cpu)] if cores else per_cpu
-    busy = sum(t.user + t.nice + t.system + t.irq + t.softirq for t in chosen)
-    steal = sum(getattr(t, "steal", 0.0) for t in chosen)
-    return busy, steal
+Counters = Callable[[], tuple[float, float, float]]
+"""Cumulative CPU seconds: (busy time of the watched cores, their steal time, this process's CPU time)."""
 
 
-def _own_cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def proc_counters(cores: list[int] | None) -> Counters:
+    """Counters read from the kernel (psutil) for ``cores`` (None: every core)."""
+    process = psutil.Process(os.getpid())
+
+    def read() -> tuple[float, float, float]:
+        per_cpu = psutil.cpu_times(percpu=True)
+        chosen = [per_cpu[i] for i in cores if i < len(per_cpu)] if cores else per_cpu
+        busy = sum(t.user + t.nice + t.system + t.irq + t.softirq for t in chosen)
+        steal = sum(getattr(t, "steal", 0.0) for t in chosen)
+        own = process.cpu_times()
+        return busy, steal, own.user + own.system
+
+    return read
 
 
 class CpuLoadMeter:
     """``meter = CpuLoadMeter(cores); ...; load = meter.read()`` measures the window in between."""
 
-    def __init__(self, cores: list[int] | None = None, clock: Clock = monotonic) -> None:
+    def __init__(
+        self, cores: list[int] | None = None, clock: Clock = monotonic, counters: Counters | None = None
+    ) -> None:
         self.cores = cores
         self.clock = clock
-        self._process = psutil.Process(os.getpid())
+        self.counters = counters or proc_counters(cores)
         self.restart()
 
     def restart(self) -> None:
         self._start = self.clock()
-        self._busy, self._steal = _busy_and_steal(self.cores)
-        self._own = _own_cpu(self._process)
+        self._busy, self._steal, self._own = self.counters()
 
     def read(self) -> CpuLoad:
-        seconds = max(self.clock() - self._start, 1e-9)
-        busy, steal = _busy_and_steal(self.cores)
-        own = _own_cpu(self._process) - self._own
-        others = max(0.0, (busy - self._busy) - own)
-        return CpuLoad(
-            seconds=seconds,
-            cores=core_count(self.cores),
-            ours=own / seconds,
-            others=others / seconds,
-            steal=max(0.0, steal - self._steal) / seconds,
-        )
+        seconds = self.clock() - self._start
+        cores = core_count(self.cores)
+        if seconds < MIN_WINDOW_S:
+            return CpuLoad(seconds=seconds, cores=cores, ours=None, others=None, steal=None)
+        busy, steal, own = self.counters()
+
+        def share(cpu_seconds: float) -> float:
+            return min(float(cores), max(0.0, cpu_seconds / seconds))
+
+        ours = share(own - self._own)
+        # the watched cores are the process's affinity, so it and the others share at most all of them
+        others = min(share((busy - self._busy) - (own - self._own)), cores - ours)
+        return CpuLoad(seconds, cores, ours, others, share(steal - self._steal))
 
 
 def load_warnings(load: CpuLoad, when: str) -> list[str]:
     """Warnings worth a user's attention for a measured window (``when``: "during set-up", ...)."""
     warnings = []
-    if load.seconds >= 0.2 and load.others >= 0.25:
+    if load.others is not None and load.others >= 0.25:
         warnings.append(
             f"other processes kept {load.others:.2f} of the {load.cores} bound core(s) busy {when}: they "
             "compete with the pipeline and inflate its timings; profile on a quiet machine or bind other "
             "cores."
         )
-    if load.seconds >= 0.2 and load.steal >= 0.1:
+    if load.steal is not None and load.steal >= 0.1:
         warnings.append(
             f"the hypervisor took {load.steal:.2f} core(s) away from this VM {when} (steal time): timings "
             "include waiting for the host; compare runs side by side."

@@ -7,12 +7,13 @@ from framescope.pipeline._stages import MODEL_STAGE, Stage, StepPlan, copy_stage
 from framescope.pipeline._threads import (
     ThreadPlan,
     bind_cores,
-    busy_elsewhere_warnings,
     configure_threads,
+    cpu_wait_warnings,
+    idle_core_warnings,
     plan_threads,
-    rebalance_async,
     restore_threads,
 )
+from framescope.pipeline._trial import ThreadTrial, trial_candidates, trial_fits
 
 __all__ = [
     "MODEL_STAGE",
@@ -21,18 +22,21 @@ __all__ = [
     "Stage",
     "StepPlan",
     "ThreadPlan",
+    "ThreadTrial",
     "bind_cores",
     "build_row",
-    "busy_elsewhere_warnings",
     "collate",
     "configure_threads",
     "copy_stage",
+    "cpu_wait_warnings",
+    "idle_core_warnings",
     "move",
     "plan_stages",
     "plan_threads",
     "read_frames",
-    "rebalance_async",
     "restore_threads",
     "run_async",
     "run_sync",
+    "trial_candidates",
+    "trial_fits",
 ]

@@ -30,6 +30,8 @@ from framescope.pipeline._batcher import read_batch
 from framescope.pipeline._loop import LiveCounter, Row, build_row
 from framescope.pipeline._omp import limit_this_thread
 from framescope.pipeline._stages import Stage, StepPlan, move, run_stages
+from framescope.pipeline._trial import ThreadTrial
+from framescope.records import PRODUCER_STAGES
 from framescope.sources import Frame, Source
 
 QUEUE_WAIT = "queue_wait"
@@ -54,6 +56,8 @@ class Produced:
     """Event-timed producer stages (copies and preprocessing on the GPU)."""
     ready: Any = None
     """The CUDA event the model's stream waits on before using ``value``."""
+    tag: Any = None
+    """The producer's :attr:`Producer.tag` when it started this batch (the thread plan under trial)."""
 
 
 def _pinned_copy(value: Any, device: torch.device) -> Any:
@@ -104,6 +108,8 @@ class Producer:
         self._thread = threading.Thread(target=self._run, name="framescope-producer", daemon=True)
         self.gpu = any(stage.on_gpu for stage in stages)
         self.stream: Any = torch.cuda.Stream() if self.gpu else None
+        self.tag: Any = None
+        """Set by the consumer; stamped on each batch when the producer starts it."""
 
     def start(self) -> None:
         self._thread.start()
@@ -119,6 +125,7 @@ class Producer:
 
     def _produce(self, timer: StageTimer, events: EventTimer | None) -> Produced | None:
         timer.reset()
+        tag = self.tag
         with timer.span("read"):
             read = read_batch(self.source, self.batch_size)
         if read is None:
@@ -131,7 +138,7 @@ class Producer:
                 ready = self.new_event()
                 ready.record()
         pending = events.take() if events is not None else None
-        return Produced(frames, value, dict(timer.samples), pending, ready)
+        return Produced(frames, value, dict(timer.samples), pending, ready, tag)
 
     def _run(self) -> None:
         try:
@@ -205,26 +212,25 @@ def run_async(
     cpu_clock: Callable[[], float] = time.process_time,
     new_event: Callable[[], DeviceEvent] = cuda_event,
     events: EventTimer | None = None,
-    after_warmup: Callable[[list[Row]], None] | None = None,
+    trial: ThreadTrial | None = None,
 ) -> int:
     """The model's side of the pipeline; the producer runs ``plan``'s stages before the model. Rows go to
     ``on_row`` in step order, each once its device work (if any) is done. GPU stages on this side are timed
-    by ``events`` (made here when not given). ``after_warmup`` gets the warm-up rows once they are written,
-    before the first steady step. Returns the number of steps run."""
+    by ``events`` (made here when not given). With a ``trial``, the steps right after the warm-up measure its
+    candidate thread plans (recorded as warm-up steps) and the faster is kept. Returns the number of steps
+    run."""
     ahead, behind = plan.split_at_model()
     producer = Producer(source, ahead, batch_size=batch_size, depth=depth, clock=clock, new_event=new_event)
     if events is None and any(stage.on_gpu for stage in behind):
         events = EventTimer(new_event)
     timed = _timed(timer, events)
     waiting: deque[_PendingRow] = deque()
-    warmup_rows: list[Row] = []
+    # the producer's own work per batch; a live input's read is waiting for frames to arrive
+    producer_stages = [s for s in PRODUCER_STAGES if not (source.info.live and s == "read")]
 
     def flush(block: bool) -> None:
         while waiting and (block or waiting[0].done()):
-            row = waiting.popleft().finish()
-            if row["warmup"]:
-                warmup_rows.append(row)
-            on_row(row)
+            on_row(waiting.popleft().finish())
 
     producer.start()
     live = LiveCounter(source)
@@ -232,6 +238,11 @@ def run_async(
     first_start: float | None = None
     try:
         while max_steps is None or step < max_steps:
+            trial_index = step - warmup_steps
+            in_trial = trial is not None and 0 <= trial_index < trial.steps
+            if trial is not None and in_trial:
+                producer.tag = trial.begin_step(step, trial_index)
+            threads_now = torch.get_num_threads()
             timer.reset()
             cpu_start = cpu_clock()
             start = clock()
@@ -246,17 +257,27 @@ def run_async(
             end = clock()
             if first_start is None:
                 first_start = start
+            if trial is not None and not trial.chosen:
+                frames = len(item.frames)
+                made_s = sum(item.samples.get(s, 0.0) for s in producer_stages)
+                trial.record_producer(item.tag, made_s, frames)
+                if in_trial:
+                    busy = end - start - timer.samples.get(QUEUE_WAIT, 0.0)
+                    trial.record_model(trial.schedule[trial_index], busy, frames)
+                    if trial_index == trial.steps - 1:
+                        trial.decide()
             fields = {
                 "step": step,
                 "frames": item.frames,
                 "total_s": end - start,
                 "batch_size": batch_size,
-                "warmup": step < warmup_steps,
+                "warmup": step < warmup_steps or in_trial,
                 "profiled": profiler.traced(step),
                 "cpu_time_s": cpu_clock() - cpu_start,
                 "step_start_s": start - first_start,
                 "ready_s": end,
                 "live": live.take(),
+                "torch_threads": threads_now,
             }
             pending = _PendingRow(fields, {**item.samples, **timer.samples}, loss=loss)
             if item.device_samples is not None:
@@ -267,10 +288,9 @@ def run_async(
             flush(block=False)
             profiler.step()
             step += 1
-            if after_warmup is not None and step == warmup_steps:
-                flush(block=True)
-                after_warmup(warmup_rows)
     finally:
         producer.close()
         flush(block=True)
+        if trial is not None and trial.steps_run and trial.chosen is None:
+            trial.decide()  # the run ended inside the trial: keep what it measured so far
     return step

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
 from framescope.pipeline._batcher import read_batch
 from framescope.pipeline._stages import StepPlan, run_stages
@@ -33,6 +35,7 @@ def build_row(
     step_start_s: float,
     ready_s: float | None = None,
     live: LiveCounts | None = None,
+    torch_threads: int | None = None,
 ) -> Row:
     """One CSV row from a step's stage samples (seconds) and what it processed. For a live input, ``ready_s``
     (when the results were ready, on the run's clock) gives the batch's latency from when its frames were
@@ -49,6 +52,7 @@ def build_row(
         profiled=int(profiled),
         cpu_time_ms=cpu_time_s * 1000.0,
         step_start_s=step_start_s,
+        torch_threads=torch_threads,
         first_frame=frames[0].index,
         first_pts_s=frames[0].pts_s,
         last_pts_s=frames[-1].pts_s,
@@ -132,6 +136,7 @@ def run_sync(
                 step_start_s=start - first_start,
                 ready_s=end,
                 live=live.take(),
+                torch_threads=torch.get_num_threads(),
             )
         )
         profiler.step()

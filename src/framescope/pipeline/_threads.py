@@ -2,22 +2,24 @@
 
 On a small machine, more busy threads than cores is the most common way to get numbers that mean nothing:
 OpenMP workers spin while another thread holds the core, and a model can run many times slower. framescope
-binds the cores it is given, sizes torch's intra-op pool to them, and says so when the configuration or the
-machine oversubscribes.
+binds the cores it is given and sizes torch's intra-op pool to them; whether threads then actually waited for
+a CPU is measured (:mod:`framescope.instrument.sampler`) and reported only when they did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from framescope._cv2 import import_cv2
 from framescope.errors import DeviceError
 from framescope.instrument.cpu_load import core_count
-from framescope.instrument.spans import StageTimer
 
 
 @dataclass(slots=True)
@@ -51,6 +53,21 @@ def _core_text(cores: list[int]) -> str:
     return ",".join(runs)
 
 
+def set_process_affinity(cores: Iterable[int]) -> None:
+    """Bind every thread of this process to ``cores``. ``sched_setaffinity(0, ...)`` binds only the calling
+    thread (and the threads it starts later), so threads that already exist, such as torch's OpenMP workers
+    from an earlier run in the same Python process, would go on running anywhere."""
+    cores = set(cores)
+    os.sched_setaffinity(0, cores)  # the calling thread first: an error here is the caller's to handle
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task), cores)
+
+
 def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, list[str]]:
     """Bind the process to ``cores`` (None: leave the affinity alone). Returns (cores, bound, warnings)."""
     warnings: list[str] = []
@@ -69,7 +86,7 @@ def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, l
             f"0-{total - 1}; pass cores within that range or 'all'."
         )
     try:
-        os.sched_setaffinity(0, cores)
+        set_process_affinity(cores)
     except OSError:
         allowed = _core_text(current or [])
         raise DeviceError(
@@ -81,39 +98,20 @@ def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, l
 
 def plan_threads(
     cores: list[int] | None, *, torch_threads: int | None, decode_threads: int, pipeline: str = "sync"
-) -> tuple[int, int, list[str]]:
-    """Pick torch and decode thread counts for ``cores``, with warnings where they oversubscribe.
+) -> tuple[int, int]:
+    """Torch and decode thread counts for ``cores`` before anything was measured.
 
     In the synchronous pipeline decoding and the model take turns, so each may use every bound core. In the
-    async pipeline they run at once: the producer thread decodes (one FFmpeg thread) and preprocesses
-    (single-threaded), and the model gets the other cores, so that decode threads plus torch threads do not
-    exceed the bound cores unless the user asks for more, which is then reported. (Load from other processes
-    is measured during the run, see :mod:`framescope.instrument.cpu_load`.)
+    async pipeline they run at once: the producer thread decodes (one FFmpeg thread unless asked for more)
+    and preprocesses single-threaded, and the model starts with every core; which plan is faster is then
+    measured (:class:`ThreadTrial`), because it depends on the model, the input and the machine. Whether a
+    plan oversubscribes the cores is measured too, as the time threads wait for a CPU
+    (:mod:`framescope.instrument.sampler`), not guessed from thread counts.
     """
-    warnings: list[str] = []
     available = core_count(cores)
     if pipeline == "async":
-        decode_n = decode_threads or 1
-        torch_n = torch_threads or max(1, available - decode_n)
-        if torch_n + decode_n > available:
-            warnings.append(
-                f"{torch_n} torch threads and {decode_n} decode thread(s) run at once on {available} core(s) "
-                "in the async pipeline and oversubscribe the CPU: threads will wait for each other and stage "
-                "times will inflate; lower --torch-threads or --decode-threads, or bind more cores."
-            )
-        return torch_n, decode_n, warnings
-    torch_n = torch_threads or available
-    decode_n = decode_threads or available
-    if torch_n > available:
-        warnings.append(
-            f"{torch_n} torch threads on {available} core(s) oversubscribe the CPU: threads will wait for "
-            "each other and stage times will inflate; drop --torch-threads or bind more cores."
-        )
-    if decode_n > available:
-        warnings.append(
-            f"{decode_n} decode threads on {available} core(s) oversubscribe the CPU; lower --decode-threads."
-        )
-    return torch_n, decode_n, warnings
+        return torch_threads or available, decode_threads or 1
+    return torch_threads or available, decode_threads or available
 
 
 def configure_threads(
@@ -124,12 +122,12 @@ def configure_threads(
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     previous = (affinity, torch.get_num_threads(), cv2.getNumThreads())
     bound_cores, bound, warnings = bind_cores(cores)
-    torch_n, decode_n, more = plan_threads(
+    torch_n, decode_n = plan_threads(
         bound_cores, torch_threads=torch_threads, decode_threads=decode_threads, pipeline=pipeline
     )
     torch.set_num_threads(torch_n)
     cv2.setNumThreads(decode_n)
-    return ThreadPlan(bound_cores, bound, torch_n, decode_n, warnings + more, previous)
+    return ThreadPlan(bound_cores, bound, torch_n, decode_n, warnings, previous)
 
 
 def restore_threads(plan: ThreadPlan) -> None:
@@ -138,54 +136,58 @@ def restore_threads(plan: ThreadPlan) -> None:
         return
     affinity, torch_n, cv2_n = plan.previous
     if plan.bound and affinity is not None:
-        os.sched_setaffinity(0, affinity)
+        set_process_affinity(affinity)
     torch.set_num_threads(torch_n)
     import_cv2().setNumThreads(cv2_n)
 
 
-PRODUCER_IDLE_ENOUGH = 0.3
-"""The most work per batch the producer may have, relative to the model's, for the model to get every core."""
+WAIT_SHARE_WARN = 0.10
+"""Warn when the process's threads spent at least this share of the time they were ready to run waiting for a
+CPU instead (``/proc`` scheduler statistics, see :mod:`framescope.instrument.sampler`)."""
+IDLE_CORES_WARN = 0.5
+"""Say so when at least this many bound cores sat idle while a stage that could use them set the pace."""
 
 
-def rebalance_async(cores: int, torch_threads: int, producer_s: float, model_s: float) -> tuple[int, str]:
-    """After the warm-up steps of an async run: whether the model can have every core.
-
-    The budget starts strict (one core for the producer). An OpenMP team that shares a core with a thread
-    that is busy all the time slows down severalfold, but a producer that is idle most of the time costs the
-    model little: measured on 2 cores, resnet50 on a 1080p clip ran at 9.5 FPS with one torch thread and
-    17.6 FPS with two (the model's own rate on synthetic input: 17.7). So the model gets every core when the
-    producer's work per batch (one thread) is at most 30% of the model's per-batch time at full width
-    (estimated from its time on ``torch_threads`` threads). Returns (torch threads, the reason, for the run's
-    record)."""
-    if torch_threads >= cores:
-        return torch_threads, "the model already has every core"
-    model_full_s = model_s * torch_threads / cores
-    ratio = producer_s / model_full_s if model_full_s > 0 else float("inf")
-    if ratio <= PRODUCER_IDLE_ENOUGH:
-        return cores, (
-            f"async: the producer needed {1000 * producer_s:.0f} ms per batch against the model's "
-            f"~{1000 * model_full_s:.0f} ms on {cores} threads ({100 * ratio:.0f}%), so after warm-up the "
-            f"model got all {cores} cores; the producer's short bursts share them"
-        )
-    return torch_threads, (
-        f"async: the producer needed {1000 * producer_s:.0f} ms per batch against the model's "
-        f"~{1000 * model_full_s:.0f} ms on {cores} threads ({100 * ratio:.0f}%), so it keeps its own core "
-        f"and the model {torch_threads} thread(s)"
+def cpu_wait_warnings(
+    wait: dict[str, Any] | None, others: float | None, threads: ThreadPlan, trial: dict[str, Any] | None
+) -> list[str]:
+    """Oversubscription, as measured: the threads waited for a CPU for a stated share of the time. Nothing
+    when they did not, and no advice to drop threads that a thread-plan trial measured to be worth it."""
+    if not wait or wait["wait_share"] < WAIT_SHARE_WARN or wait["run_s"] + wait["wait_s"] < 1.0:
+        return []
+    waiters = sorted(wait["by_thread"].items(), key=lambda item: -item[1].get("delay_s", 0.0))[:2]
+    who = ", ".join(f"{name} waited {times['wait_s']:.1f} s" for name, times in waiters)
+    measured = (
+        f"the threads doing the work waited for a CPU {100 * wait['wait_share']:.0f}% of the time they were "
+        f"ready to run ({who}), so stage times include waiting"
     )
+    if others is not None and others >= 0.25:
+        return [f"{measured}: other processes kept {others:.2f} core(s) busy; profile on a quiet machine."]
+    if trial and trial.get("chosen") == max(c["torch_threads"] for c in trial["candidates"]):
+        return []  # fewer threads were tried and measured slower: the waiting is the cheaper cost
+    return [
+        f"{measured}: {threads.torch_threads} torch and {threads.decode_threads} decode thread(s) plus "
+        f"framescope's own outnumber the {threads.core_count} core(s); try fewer --torch-threads or "
+        "--decode-threads."
+    ]
 
 
-def busy_elsewhere_warnings(timer: StageTimer, threads: ThreadPlan) -> list[str]:
-    """Stages during which the process used clearly more cores than the stage's own threads can: other
-    threads were burning CPU meanwhile, typically torch's OpenMP workers spinning after the model."""
-    expected = {"read": threads.decode_threads, "h2d": 1, "d2h": 1}
-    run_wall = sum(timer.wall_totals.values())
-    warnings = []
-    for stage, value in timer.parallelism().items():
-        allowed = expected.get(stage, threads.torch_threads)
-        if value > allowed + 0.5 and timer.wall_totals[stage] >= 0.05 * run_wall:
-            warnings.append(
-                f"during {stage} the process kept {value:.1f} cores busy though the stage runs on at most "
-                f"{allowed} thread(s): other threads were burning CPU meanwhile (typically torch's OpenMP "
-                "workers spinning after the model), which slows the stage; fewer --torch-threads may help."
-            )
-    return warnings
+def idle_core_warnings(
+    pace_column: str | None, ours: float | None, others: float | None, threads: ThreadPlan, trial: bool
+) -> list[str]:
+    """Bound cores left idle while the stage that set the pace could have used more threads."""
+    if pace_column is None or ours is None or others is None or trial:
+        return []
+    idle = threads.core_count - ours - others
+    if idle < IDLE_CORES_WARN:
+        return []
+    if pace_column == "exec_latency_ms" and threads.torch_threads < threads.core_count:
+        stage, have, flag = "the model (exec)", f"{threads.torch_threads} torch thread(s)", "--torch-threads"
+    elif pace_column == "decode_latency_ms" and threads.decode_threads < threads.core_count:
+        stage, have, flag = "decoding", f"{threads.decode_threads} decode thread(s)", "--decode-threads"
+    else:
+        return []
+    return [
+        f"{stage} set the pace on {have} while {idle:.2f} of the {threads.core_count} bound core(s) sat "
+        f"idle; {flag} {threads.core_count} may be faster."
+    ]

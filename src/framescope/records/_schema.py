@@ -43,6 +43,7 @@ EXTRA_COLUMNS = (
     "profiled",
     "cpu_time_ms",
     "step_start_s",
+    "torch_threads",
     "first_frame",
     "first_pts_s",
     "last_pts_s",
@@ -78,6 +79,8 @@ COLUMN_DOCS = {
     "profiled": "1 for steps traced by torch.profiler (its overhead inflates them; left out of the summary)",
     "cpu_time_ms": "CPU time of the whole process during the step (all threads)",
     "step_start_s": "when the step started, seconds after the first step started",
+    "torch_threads": "torch intra-op threads the step ran with (the async pipeline measures its thread plan "
+    "in the steps after the warm-up, which are then marked warmup=1)",
     "first_frame": "index of the batch's first frame in the input",
     "first_pts_s": "presentation timestamp of the batch's first frame (seconds)",
     "last_pts_s": "presentation timestamp of the batch's last frame (seconds)",

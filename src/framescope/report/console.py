@@ -93,6 +93,22 @@ def _pace_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cpu_lines(cpu: dict[str, Any] | None) -> list[str]:
+    """Who used the cores, and how long this process's threads waited for one."""
+    if not cpu:
+        return []
+    if cpu.get("ours") is None:
+        return ["cpu during the run: not measured (the run was shorter than the kernel's counters resolve)"]
+    line = (
+        f"cpu during the run: this process {cpu['ours']:.2f} of {cpu['cores']} core(s), other processes "
+        f"{cpu['others']:.2f}, hypervisor steal {cpu['steal']:.2f}"
+    )
+    wait = cpu.get("wait")
+    if wait:
+        line += f"; threads waited for a CPU {100 * wait['wait_share']:.0f}% of the time they were ready"
+    return [line]
+
+
 def summary_lines(result: RunResult) -> list[str]:
     """The summary's headline numbers as sentences."""
     s = result.summary
@@ -126,17 +142,7 @@ def summary_lines(result: RunResult) -> list[str]:
                 f"on time (result within {live['deadline_ms']:.0f} ms of the frame being due): "
                 f"{live['on_time_fps']:.1f} FPS; {live['late_frames']} late frame(s)"
             )
-    cpu = s.get("cpu")
-    if cpu:
-        lines.append(
-            f"cpu during the run: this process {cpu['ours']:.2f} of {cpu['cores']} core(s), other processes "
-            f"{cpu['others']:.2f}, hypervisor steal {cpu['steal']:.2f}"
-            + (
-                f"; runnable threads p50 {cpu['runnable_p50']:.0f}, p90 {cpu['runnable_p90']:.0f}"
-                if "runnable_p50" in cpu
-                else ""
-            )
-        )
+    lines.extend(_cpu_lines(s.get("cpu")))
     lines.extend((s.get("threads") or {}).get("notes", []))
     lines.append(
         f"timing: {s.get('timing_method')}; run time {s.get('run_time_s', 0):.1f} s including set-up"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from framescope._secrets import redact
 from framescope.instrument.clock import Clock, monotonic
 
 SpanFactory = Callable[[str], contextlib.AbstractContextManager[Any]]
@@ -59,6 +60,10 @@ class SourceInfo:
     """Length of a finite source in seconds where the container states it."""
     codec: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # what is recorded and shown never carries a password; sources keep the real URL to connect with
+        self.uri = redact(self.uri)
 
 
 @dataclass(frozen=True, slots=True)
