@@ -1,16 +1,19 @@
-"""How much faster a well-built pipeline is than the seed's naive loop, measured side by side in one run.
+"""How the pipelines compare, side by side in one run, in alternating rounds, on one 1080p H.264 clip.
 
-On one 1080p H.264 clip, batch 8, in alternating rounds:
+* mobilenet_v3_small against the seed-style naive loop (OpenCV read, per-frame ToTensor / Resize to 224x224 /
+  Normalize, model, all serial), every framescope configuration doing the same work (``--prep-level simple``).
+  Target: the async pipeline with defaults >= 2.5x the naive loop.
+* For mobilenet_v3_small and resnet50, with each decoder (OpenCV, PyAV, PyAV resizing while decoding,
+  torchcodec where its libraries load): ``--pipeline sync`` against ``--pipeline async``, default flags
+  otherwise (so the async runs measure and pick their thread plan). Target: async never slower than sync.
+* resnet50 (``--prep-level medium``) on the clip against the model alone (``synthetic:1920x1080``: the same
+  preprocessing, no decoding). Target: >= 0.85x with every decoder that decodes faster than the model runs;
+  each decoder's own rate is measured from the sync runs' read + decode times.
 
-* mobilenet_v3_small: the seed-style naive loop (OpenCV read, per-frame ToTensor / Resize to 224x224 /
-  Normalize, model, all serial) against a ladder of framescope configurations doing the same work (the
-  ``simple`` level: resize to 224x224, scale, normalise), ending with ``--pipeline async`` and the best
-  decoder (PyAV resizing while decoding). Target: async >= 2.5x the naive loop.
-* resnet50: ``--pipeline async`` on the clip against the model's own throughput on synthetic input (no
-  decoding at all). Target: >= 0.85x.
-
-Every throughput is frames / wall time of the loop over the clip (set-up and the untimed warm-up excluded,
-the recorded warm-up steps included), so the naive loop and framescope are timed alike.
+Two throughputs are recorded per run: the steady-state FPS framescope reports (warm-up and thread-trial steps
+left out), which the sync/async and model-alone targets use, and frames over the wall time of the whole loop
+(set-up and the untimed warm-up excluded, every recorded step included), which the naive-loop target uses
+because the naive loop has no warm-up to leave out.
 
     python benchmarks/pipeline.py            # results in benchmarks/results/pipeline.json
 """
@@ -89,31 +92,49 @@ def framescope_fps(out_dir: Path, **flat: Any) -> tuple[float, dict[str, Any]]:
     return result.summary["frames"] / watch.seconds, result.summary
 
 
-def ladder(clip: Path, out_dir: Path, batch_size: int) -> dict[str, dict[str, Any]]:
-    common = {
-        "model_name": "mobilenet_v3_small",
-        "input_path": str(clip),
-        "batch_size": batch_size,
-        "prep_level": "simple",  # the naive loop's work: resize to 224x224, scale, normalise
+def decoders() -> dict[str, dict[str, Any]]:
+    from framescope.sources._torchcodec import torchcodec_problem
+
+    found = {
+        "opencv": {"decoder": "opencv"},
+        "pyav": {"decoder": "pyav"},
+        "pyav --decode-size auto": {"decoder": "pyav", "decode_size": "auto"},
     }
-    return {
-        "naive loop (seed style)": {},
-        "framescope sync, opencv (the seed's decoder)": {**common, "decoder": "opencv"},
-        "framescope sync, pyav --decode-size auto": {**common, "decoder": "pyav", "decode_size": "auto"},
-        "framescope async, pyav --decode-size auto": {
-            **common,
-            "decoder": "pyav",
-            "decode_size": "auto",
-            "pipeline": "async",
-        },
-        "  ... and --decode-threads 2 (oversubscribes)": {
-            **common,
-            "decoder": "pyav",
-            "decode_size": "auto",
-            "pipeline": "async",
-            "decode_threads": 2,
-        },
-    }
+    if torchcodec_problem() is None:
+        found["torchcodec"] = {"decoder": "torchcodec"}
+        found["torchcodec --decode-size auto"] = {"decoder": "torchcodec", "decode_size": "auto"}
+    return found
+
+
+def configurations(clip: Path, batch_size: int) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """model -> configuration name -> flat settings (None: the naive loop)."""
+    plans: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for model, level, baseline in (
+        ("mobilenet_v3_small", "simple", ("naive loop (seed style)", None)),
+        (
+            "resnet50",
+            "medium",
+            ("model alone (synthetic:1920x1080, sync)", {"input_path": "synthetic:1920x1080"}),
+        ),
+    ):
+        common = {"model_name": model, "input_path": str(clip), "batch_size": batch_size, "prep_level": level}
+        runs: dict[str, dict[str, Any] | None] = {
+            baseline[0]: None if baseline[1] is None else {**common, **baseline[1]}
+        }
+        for name, flags in decoders().items():
+            for pipeline in ("sync", "async"):
+                runs[f"{pipeline}, {name}"] = {**common, **flags, "pipeline": pipeline}
+        plans[model] = runs
+    return plans
+
+
+def decode_rate(summary: dict[str, Any]) -> float | None:
+    """Frames per second the decoder managed in a sync run: frames over its read and decode time."""
+    stages = summary.get("stages", {})
+    per_batch = sum(stages.get(c, {}).get("mean_ms", 0.0) for c in ("read_latency_ms", "decode_latency_ms"))
+    steps = summary.get("steady_steps") or 0
+    frames = summary.get("steady_frames") or 0
+    return 1000.0 * (frames / steps) / per_batch if per_batch and steps else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,63 +142,115 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=240, help="length of the generated 1080p clip")
+    parser.add_argument("--frames", type=int, default=480, help="length of the generated 1080p clip")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="framescope-bench-") as tmp:
         out = Path(tmp) / "runs"
         clip = write_clip(Path(tmp) / "clip1080.mp4", width=1920, height=1080, frames=args.frames, fps=30)
-        steps = ladder(clip, out, args.batch_size)
-        fps: dict[str, list[float]] = {name: [] for name in steps}
-        resnet: dict[str, list[float]] = {
-            "synthetic input, sync": [],
-            "clip, async, pyav --decode-size auto": [],
-        }
-        notes: list[str] = []
+        plans = configurations(clip, args.batch_size)
+        for runs in plans.values():  # the model alone runs as many steps as the clip has
+            for flat in runs.values():
+                if flat is not None and str(flat["input_path"]).startswith("synthetic"):
+                    flat["max_steps"] = args.frames // args.batch_size
+        whole: dict[str, dict[str, list[float]]] = {m: {n: [] for n in r} for m, r in plans.items()}
+        steady: dict[str, dict[str, list[float]]] = {m: {n: [] for n in r} for m, r in plans.items()}
+        decoded: dict[str, dict[str, list[float]]] = {m: {} for m in plans}
+        notes: dict[str, dict[str, list[str]]] = {m: {} for m in plans}
         for index in range(args.rounds):
-            order = list(steps) if index % 2 == 0 else list(reversed(steps))
-            for name in order:
-                if not steps[name]:
-                    fps[name].append(naive_loop(clip, "mobilenet_v3_small", args.batch_size))
-                else:
-                    fps[name].append(framescope_fps(out, **steps[name])[0])
-            heavy = {"model_name": "resnet50", "batch_size": args.batch_size, "max_steps": 12}
-            resnet["synthetic input, sync"].append(
-                framescope_fps(out, input_path="synthetic:1920x1080", **heavy)[0]
-            )
-            value, summary = framescope_fps(
-                out, input_path=str(clip), decoder="pyav", decode_size="auto", pipeline="async", **heavy
-            )
-            resnet["clip, async, pyav --decode-size auto"].append(value)
-            notes = summary["threads"]["notes"]
+            for model, runs in plans.items():
+                order = list(runs) if index % 2 == 0 else list(reversed(runs))
+                for name in order:
+                    flat = runs[name]
+                    if flat is None:
+                        value = naive_loop(clip, model, args.batch_size)
+                        whole[model][name].append(value)
+                        steady[model][name].append(value)
+                        continue
+                    value, summary = framescope_fps(out, **flat)
+                    whole[model][name].append(value)
+                    steady[model][name].append(summary["steady_fps"])
+                    if name.startswith("sync, "):
+                        rate = decode_rate(summary)
+                        if rate:
+                            decoded[model].setdefault(name[len("sync, ") :], []).append(rate)
+                    if name.startswith("async, "):
+                        notes[model].setdefault(name, []).extend(summary["threads"]["notes"])
             print(f"round {index + 1}/{args.rounds} done", flush=True)
-    naive = fps["naive loop (seed style)"]
-    print(f"\nmobilenet_v3_small, 1080p H.264, batch {args.batch_size}, {args.rounds} rounds (median FPS):")
-    for name, values in fps.items():
-        ratio = statistics.median(v / n for v, n in zip(values, naive, strict=True))
-        print(f"  {name:46} {statistics.median(values):7.1f} FPS   {ratio:5.2f}x the naive loop")
-    synthetic = resnet["synthetic input, sync"]
-    print(f"\nresnet50, batch {args.batch_size}:")
-    for name, values in resnet.items():
-        ratio = statistics.median(v / s for v, s in zip(values, synthetic, strict=True))
-        print(f"  {name:46} {statistics.median(values):7.2f} FPS   {ratio:5.2f}x synthetic input")
-    for note in notes:
-        print(f"  ({note})")
+    results = report(
+        plans=plans, whole=whole, steady=steady, decoded=decoded, notes=notes, batch_size=args.batch_size
+    )
     from framescope.instrument import system
 
-    report = {
-        "machine": system.collect(),
-        "clip": f"1920x1080 H.264, {args.frames} frames",
-        "batch_size": args.batch_size,
-        "mobilenet_v3_small_fps": fps,
-        "resnet50_fps": resnet,
-        "resnet50_thread_notes": notes,
-    }
-    (RESULTS / "pipeline.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "pipeline.json").write_text(
+        json.dumps(
+            {
+                "machine": system.collect(),
+                "clip": f"1920x1080 H.264, {args.frames} frames",
+                "batch_size": args.batch_size,
+                "rounds": args.rounds,
+                "whole_loop_fps": whole,
+                "steady_fps": steady,
+                "decode_fps": decoded,
+                "thread_notes": notes,
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {RESULTS / 'pipeline.json'}")
     return 0
+
+
+def _ratio(values: list[float], baseline: list[float]) -> float:
+    """The median of per-round ratios (each round's pair ran side by side)."""
+    return statistics.median(v / b for v, b in zip(values, baseline, strict=True))
+
+
+def report(
+    *,
+    plans: dict[str, dict[str, dict[str, Any] | None]],
+    whole: dict[str, dict[str, list[float]]],
+    steady: dict[str, dict[str, list[float]]],
+    decoded: dict[str, dict[str, list[float]]],
+    notes: dict[str, dict[str, list[str]]],
+    batch_size: int,
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for model, runs in plans.items():
+        baseline = next(iter(runs))
+        print(
+            f"\n{model}, 1080p H.264, batch {batch_size} "
+            "(median FPS; ratios are medians of per-round ratios):"
+        )
+        print(f"  {'configuration':44} {'steady':>8} {'whole':>8}  vs {baseline.split(' (')[0]}")
+        for name in runs:
+            base = whole if runs[baseline] is None else steady
+            ratio = _ratio(base[model][name], base[model][baseline])
+            print(
+                f"  {name:44} {statistics.median(steady[model][name]):8.1f} "
+                f"{statistics.median(whole[model][name]):8.1f}  {ratio:5.2f}x"
+            )
+            results.setdefault(model, {})[name] = {
+                "steady_fps": statistics.median(steady[model][name]),
+                "whole_loop_fps": statistics.median(whole[model][name]),
+                "vs_baseline": ratio,
+            }
+        print("  async / sync (steady state), and each decoder's own rate (sync runs' read + decode):")
+        for name in decoders():
+            if f"async, {name}" not in runs:
+                continue
+            ratio = _ratio(steady[model][f"async, {name}"], steady[model][f"sync, {name}"])
+            rate = statistics.median(decoded[model][name]) if decoded[model].get(name) else float("nan")
+            print(f"    {name:42} async/sync {ratio:5.2f}x   decoder alone {rate:7.1f} FPS")
+            results[model][f"async_over_sync, {name}"] = ratio
+            results[model][f"decode_fps, {name}"] = rate
+        for name, lines in notes[model].items():
+            kept = [line.rsplit("; kept ", 1)[-1] for line in lines if "; kept " in line]
+            if kept:
+                print(f"  {name}: thread plan kept per round: {', '.join(kept)} torch threads")
+    return results
 
 
 if __name__ == "__main__":

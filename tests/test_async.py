@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,23 +109,163 @@ def test_the_producer_stays_at_most_prefetch_batches_ahead() -> None:
     assert not producer._thread.is_alive()
 
 
-def test_the_producer_copies_to_the_device_from_pinned_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    copies: list[torch.device] = []
+class FakeStream:
+    """Stands in for torch.cuda.Stream: remembers the events it was told to wait for."""
 
-    def pinned_copy(value: Any, device: torch.device) -> Any:
-        copies.append(device)
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.waited: list[Any] = []
+
+    def wait_event(self, event: Any) -> None:
+        self.waited.append(event)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """CUDA's stream API, pinned memory and the device copy faked on the CPU, so the producer's and the
+    consumer's GPU logic runs here: which stream reads happen on, where batches are pinned, which tensors are
+    handed over to the model's stream."""
+    gpu: dict[str, Any] = {
+        "current": None,
+        "default": FakeStream(),
+        "handed_over": [],
+        "pinned": [],
+        "copied": [],
+    }
+
+    @contextlib.contextmanager
+    def stream(chosen: Any) -> Iterator[None]:
+        previous, gpu["current"] = gpu["current"], chosen
+        try:
+            yield
+        finally:
+            gpu["current"] = previous
+
+    def pinned_empty(shape: Any) -> torch.Tensor:
+        tensor = torch.empty(tuple(shape), dtype=torch.uint8)
+        gpu["pinned"].append(tensor)
+        return tensor
+
+    def device_copy(value: Any, device: torch.device) -> Any:
+        gpu["copied"].append(value)
         return value
 
-    monkeypatch.setattr("framescope.pipeline._async._pinned_copy", pinned_copy)
-    h2d = Stage("h2d", lambda b: pytest.fail("the plain copy ran"), device=torch.device("cpu"))
-    producer = Producer(CountingSource(4), [h2d], batch_size=2, depth=2, clock=time.perf_counter)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: gpu["current"] or gpu["default"])
+    monkeypatch.setattr("framescope.pipeline._async.on_device", lambda tensor: True)
+    monkeypatch.setattr(
+        torch.Tensor, "record_stream", lambda t, s: gpu["handed_over"].append((t, s)), raising=False
+    )
+    monkeypatch.setattr(
+        torch.Tensor, "pin_memory", lambda t, *a: pytest.fail("pinned outside the read stage")
+    )
+    monkeypatch.setattr("framescope.pipeline._batcher.pinned_empty", pinned_empty)
+    monkeypatch.setattr("framescope.pipeline._async._async_copy", device_copy)
+    return gpu
+
+
+class StreamWatchingSource(CountingSource):
+    """Records the current (fake) CUDA stream at every read, and decodes inside its span."""
+
+    def __init__(self, frames: int | None, gpu: dict[str, Any]) -> None:
+        super().__init__(frames)
+        self.gpu = gpu
+        self.streams: list[Any] = []
+
+    def read(self) -> Frame | None:
+        self.streams.append(self.gpu["current"])
+        with self.span("decode"):
+            return super().read()
+
+
+CUDA = torch.device("cuda")
+
+
+def test_the_producer_reads_pins_and_copies_on_its_own_stream(
+    fake_gpu: dict[str, Any], device: dict[str, Any]
+) -> None:
+    """Batches going to the GPU are stacked into pinned memory while being read (the h2d stage is the device
+    copy alone, no host pinning inside it), and the read, the copy and the preprocessing all run on the
+    producer's stream, whose 'ready' event the model's stream then waits for."""
+    source = StreamWatchingSource(4, fake_gpu)
+    stages = [Stage("h2d", lambda b: b, device=CUDA), Stage("prep", lambda b: b, device=CUDA)]
+    producer = Producer(
+        source, stages, batch_size=2, depth=2, clock=time.perf_counter, new_event=lambda: FakeEvent(device)
+    )
     producer.start()
     try:
         produced = producer.get()
     finally:
         producer.close()
-    assert produced is not None and "h2d" in produced.samples
-    assert copies and copies[0] == torch.device("cpu")
+    assert produced is not None and produced.ready is not None
+    assert source.streams and all(s is producer.stream for s in source.streams)
+    (copied, *_) = fake_gpu["copied"]
+    assert copied.untyped_storage().data_ptr() == fake_gpu["pinned"][0].untyped_storage().data_ptr()
+    assert "h2d" not in produced.samples and "decode" in produced.samples  # device copy: events; CPU decode
+
+
+def test_frames_decoded_on_the_gpu_are_timed_on_the_device(
+    fake_gpu: dict[str, Any], device: dict[str, Any]
+) -> None:
+    source = StreamWatchingSource(4, fake_gpu)
+    producer = Producer(
+        source, [Stage("prep", lambda b: b, device=CUDA)], batch_size=2, depth=2, clock=time.perf_counter,
+        new_event=lambda: FakeEvent(device), batch_device=CUDA,
+    )  # fmt: skip
+    producer.start()
+    try:
+        produced = producer.get()
+    finally:
+        producer.close()
+    assert produced is not None and produced.device_samples is not None
+    assert "decode" not in produced.samples
+    assert {i.name for i in produced.device_samples.intervals} == {"decode", "prep"}
+    assert not fake_gpu["pinned"]  # frames already on the device are not pinned
+
+
+def test_the_model_stream_waits_for_the_batch_and_takes_it_over(
+    fake_gpu: dict[str, Any], device: dict[str, Any]
+) -> None:
+    """Tensors made on the producer's stream are recorded as used on the model's stream, so the caching
+    allocator cannot give their memory to the next batch while the model still reads it."""
+    seen: list[Any] = []
+
+    def model(batch: Any) -> StepResult:
+        seen.append(batch)
+        return StepResult(batch)
+
+    plan = StepPlan(
+        [
+            Stage("h2d", lambda b: b, device=CUDA),
+            Stage("prep", lambda b: b, device=CUDA),
+            Stage("exec", model, device=CUDA),
+        ]
+    )
+    device["finished"] = True
+    rows = run(CountingSource(6), plan, batch_size=2, new_event=lambda: FakeEvent(device))
+    assert len(rows) == 3
+    assert len(fake_gpu["default"].waited) == 3  # one 'ready' event per batch
+    handed = [t for t, s in fake_gpu["handed_over"] if s is fake_gpu["default"]]
+    assert [t.data_ptr() for t in handed] == [b.data_ptr() for b in seen]
+
+
+class DeviceLoss(torch.Tensor):
+    """A loss 'on the GPU' for the CPU test: reading it early is what the test must not see."""
+
+    @property
+    def is_cuda(self) -> bool:  # type: ignore[override]
+        return True
+
+
+def test_a_device_loss_is_copied_without_blocking_and_read_once_ready(device: dict[str, Any]) -> None:
+    rows = run(
+        CountingSource(4),
+        model_plan(loss=torch.tensor(0.25).as_subclass(DeviceLoss)),
+        batch_size=2,
+        new_event=lambda: FakeEvent(device),
+    )
+    assert [r["loss"] for r in rows] == [0.25, 0.25]
+    assert device["events"] and device["synchronized"] >= 1  # the rows waited for the loss's copy event
 
 
 def test_max_steps_stops_the_producer() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import av
 import numpy as np
@@ -242,3 +242,90 @@ def test_torchcodec_decodes_on_the_gpu(clip: Path, out_dir: Path) -> None:
     )  # fmt: skip
     assert result.rows["h2d_latency_ms"].isna().all()  # frames never visit host memory
     assert not any("fell back" in w for w in result.summary["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("codec_format", "frame_format", "on_gpu"),
+    [
+        ("cuda", "nv12", True),  # NVDEC, 8-bit 4:2:0, downloaded to the host
+        ("cuda", "p010le", True),  # NVDEC, 10-bit
+        ("cuda", "yuv444p", True),  # NVDEC 4:4:4 (HEVC on recent GPUs) downloads planar
+        ("yuv420p", "yuv420p", False),  # FFmpeg fell back to its software decoder
+        ("yuv444p", "yuv444p", False),  # H.264 4:4:4, which NVDEC cannot decode
+    ],
+)
+def test_nvdec_is_told_from_a_fallback_by_the_pixel_formats(
+    codec_format: str, frame_format: str, on_gpu: bool
+) -> None:
+    """PyAV's codec_context.is_hwaccel stays true after FFmpeg falls back to software decoding at run time;
+    the formats do not."""
+    from framescope.sources._pyav import decoded_on_gpu
+
+    assert decoded_on_gpu(codec_format, frame_format) is on_gpu
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where no CUDA device can be created")
+def test_a_cuda_device_that_cannot_be_created_is_named_not_the_video(clip: Path) -> None:
+    from framescope.sources import PyAVSource, SourceSpec
+
+    source = PyAVSource(SourceSpec("file", str(clip)), on_gpu=True)
+    with pytest.raises(SourceError) as error:
+        source.open()
+    message = str(error.value)
+    assert message.startswith("--decode-on-gpu: FFmpeg could not create a CUDA device for NVDEC (")
+    assert "not a readable video" not in message and "drop --decode-on-gpu" in message
+
+
+class FakeFrame:
+    def __init__(self, height: int, width: int, pts: float) -> None:
+        self.data = torch.zeros(3, height, width, dtype=torch.uint8)
+        self.pts_seconds = pts
+
+
+class FakeVideoDecoder:
+    """torchcodec's VideoDecoder as far as TorchCodecSource uses it, refusing transforms off the CPU as the
+    real one does ("Transforms are only supported for CPU devices")."""
+
+    made: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, path: str, *, num_ffmpeg_threads: int, device: torch.device, transforms: Any) -> None:
+        if transforms and device.type != "cpu":
+            raise RuntimeError("Transforms are only supported for CPU devices")
+        FakeVideoDecoder.made.append({"device": device, "transforms": transforms})
+        self.metadata = type(
+            "Metadata",
+            (),
+            {"width": 640, "height": 360, "average_fps": 30.0, "codec": "h264", "duration_seconds": 0.1},
+        )
+        self.cpu_fallback = ""
+
+    def __len__(self) -> int:
+        return 3
+
+    def get_frame_at(self, index: int) -> FakeFrame:
+        return FakeFrame(360, 640, index / 30)
+
+
+def test_gpu_decoding_resizes_after_decoding(monkeypatch: pytest.MonkeyPatch, clip: Path) -> None:
+    """torchcodec cannot resize inside a CUDA decoder; --decode-size there is a resize of the decoded frame
+    on the GPU (here the CPU stands in for it), not a traceback."""
+    import torchcodec.decoders
+
+    from framescope.sources import SourceSpec, TorchCodecSource
+
+    FakeVideoDecoder.made = []
+    monkeypatch.setattr(torchcodec.decoders, "VideoDecoder", FakeVideoDecoder)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    source = TorchCodecSource(SourceSpec("file", str(clip)), on_gpu=True)
+    source.open()
+    source.set_output_size((320, 180))
+    frames = frames_of_open(source)
+    assert [tuple(f.image.shape) for f in frames] == [(3, 180, 320)] * 3
+    assert all(made["transforms"] is None for made in FakeVideoDecoder.made)
+
+
+def frames_of_open(source: Source) -> list[Any]:
+    out = []
+    while (frame := source.read()) is not None:
+        out.append(frame)
+    return out

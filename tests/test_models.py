@@ -4,6 +4,7 @@ import pickle
 import urllib.error
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -313,3 +314,57 @@ def test_retrain_warm_up_does_not_train() -> None:
     )
     assert torch.equal(runner.generator.get_state(), labels)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_copy_to_the_host_waits_once_for_every_copy_it_issued(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Device tensors are copied to the host without blocking, so they overlap; the host then waits once,
+    before anything reads them (reading a non-blocking copy early reads a half-written buffer)."""
+    from framescope.models import RawDetections, to_host
+
+    calls: list[str] = []
+    original_to = torch.Tensor.to
+
+    def spy_to(self: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(f"copy non_blocking={kw.get('non_blocking')}")
+        return original_to(self, *args, **kw)
+
+    monkeypatch.setattr("framescope.models._move.on_device", lambda tensor: True)
+    monkeypatch.setattr(torch.Tensor, "to", spy_to)
+    value = {"logits": torch.ones(2, 3), "anchors": [torch.zeros(4, 4), torch.zeros(2, 4)]}
+    moved = to_host(value, wait=lambda: calls.append("wait"))
+    assert calls == ["copy non_blocking=True"] * 3 + ["wait"]
+    assert torch.equal(moved["logits"], value["logits"]) and len(moved["anchors"]) == 2
+    calls.clear()
+    monkeypatch.setattr("framescope.models._move._wait_for_copies", lambda: calls.append("wait"))
+    raw = RawDetections("ssd", value, [(300, 300)], [(240, 320)])
+    assert isinstance(raw.to(torch.device("cpu")), RawDetections)
+    assert calls == ["copy non_blocking=True"] * 3 + ["wait"]  # RawDetections.to(cpu) is such a copy
+
+
+def test_nothing_on_the_host_is_copied_or_waited_for() -> None:
+    from framescope.models import to_host
+
+    value = [torch.ones(2)]
+    assert to_host(value, wait=lambda: pytest.fail("waited for nothing"))[0] is value[0]
+
+
+def test_move_never_leaves_a_copy_to_the_host_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    from framescope.models import move
+
+    seen: list[Any] = []
+    original_to = torch.Tensor.to
+
+    def spy_to(self: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        seen.append(kw.get("non_blocking"))
+        return original_to(self, *args, **kw)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy_to)
+    move({"a": torch.ones(1)}, torch.device("cpu"), non_blocking=True)
+    assert seen == [False]
+
+
+def test_a_cpu_training_step_uses_the_plain_optimizer() -> None:
+    """The fused SGD (no host read of the GradScaler's inf check) is for parameters on CUDA only."""
+    model = build_model("mobilenet_v3_small")
+    runner = make_runner(model, "classification", ModelConfig(name="mobilenet_v3_small", mode="retrain"), CPU)
+    assert not runner.optimizer.defaults.get("fused")

@@ -169,3 +169,66 @@ def test_run_with_post_on_gpu_copies_only_results(clip: Path, out_dir: Path) -> 
     result = run(out_dir, clip, model_name="ssd300_vgg16", infer_on_gpu=True, post_on_gpu=True)
     rows = result.rows
     assert (rows["post_latency_ms"] > 0).all() and (rows["d2h_latency_ms"] > 0).all()
+
+
+def test_grouped_nms_keeps_its_precision_at_large_group_ids() -> None:
+    """Two boxes of one group overlap with IoU just over the threshold, so the weaker is suppressed. At group
+    id 5,000 (a batch of 56 images x 90 classes) shifting them apart in float32, as torchvision's batched_nms
+    does, rounds their coordinates to 1/8 pixel and keeps both; grouped_nms shifts in float64."""
+    from torchvision.ops import nms
+
+    from framescope.postprocess import grouped_nms
+
+    shift = 3.32  # IoU (10 - s) / (10 + s) = 0.5015 against a threshold of 0.5; 3.375 in float32: 0.4953
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [shift, 0.0, 10.0 + shift, 10.0], [0.0, 0.0, 300.0, 300.0]])
+    scores = torch.tensor([0.9, 0.8, 0.1])
+    groups = torch.tensor([5000, 5000, 0])
+    assert nms(boxes[:2], scores[:2], 0.5).tolist() == [0]
+    offsets = (groups.to(torch.float32) * 301.0)[:, None]
+    assert 1 in nms(boxes + offsets, scores, 0.5).tolist()  # the precision loss the float64 shift avoids
+    assert sorted(grouped_nms(boxes, scores, groups, 0.5).tolist()) == [0, 2]
+
+
+def test_batched_ssd_post_equals_the_models_forward_on_many_candidates() -> None:
+    """Eight images with a low score threshold: tens of thousands of candidates across 720 image-class
+    groups, compared with the model's own per-image forward (not with the same code elsewhere)."""
+    model = build_model("ssd300_vgg16").eval()
+    model.score_thresh = 0.001
+    batch = images(*[(120 + 10 * i, 160) for i in range(8)])
+    with torch.inference_mode():
+        native = model(batch)
+        staged = detection_post(model, forward_raw(model, batch))
+    assert sum(len(d["scores"]) for d in native) > 1000
+    for ref, got in zip(native, staged, strict=True):
+        assert as_rows(ref) == as_rows(got)
+
+
+def test_post_processing_runs_under_the_models_autocast_with_amp() -> None:
+    """torchvision's forward post-processes inside the caller's autocast (on CUDA that computes the softmax
+    and box decoding in float32 from float16 outputs); framescope's post stage does the same."""
+    from framescope.postprocess import make_postprocess
+
+    seen: list[bool] = []
+    model = build_model("mobilenet_v3_small").eval()
+
+    def spy(logits: torch.Tensor) -> Any:
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return classification_post(logits)
+
+    import framescope.postprocess as post_module
+
+    original = post_module.classification_post
+    post_module.classification_post = spy  # type: ignore[assignment]
+    try:
+        make_postprocess("classification", model, amp=True)(torch.randn(2, 10))
+        make_postprocess("classification", model, amp=False)(torch.randn(2, 10))
+    finally:
+        post_module.classification_post = original
+    assert seen == [True, False]
+
+
+def test_results_on_the_host_need_no_copy_and_device_results_are_copied_without_blocking() -> None:
+    classification = {"scores": torch.rand(2, 5), "labels": torch.randint(0, 9, (2, 5))}
+    assert results_to_host(classification, wait=False) is classification
+    maps = torch.zeros(2, 4, 4, dtype=torch.uint8)
+    assert results_to_host(maps) is maps

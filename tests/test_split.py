@@ -205,3 +205,47 @@ def test_run_refuses_to_split_a_detection_model(out_dir: Path) -> None:
     with pytest.raises(ModelError, match=rf"^--split-point 'backbone': {DETECTOR} {REFUSED}"):
         framescope.run(config)
     assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+def test_with_amp_each_part_runs_under_its_own_devices_autocast() -> None:
+    """An autocast for the model's device (CUDA) does not reach the CPU part's ops; each part autocasts on
+    its own device, so the CPU half runs in bfloat16 too. Checked with no outer autocast at all, which is
+    what the CPU part saw under the CUDA one."""
+    crossing: list[torch.dtype] = []
+    split = SplitModel(
+        build_model("resnet18").eval(),
+        "resnet18",
+        "layer3",
+        first=torch.device("cpu"),
+        second=torch.device("cpu"),
+        amp=True,
+        span=lambda name: _record(crossing, name),
+    )
+    split.parts.submod_1.part.register_forward_pre_hook(lambda module, args: crossing.append(args[0].dtype))
+    with torch.inference_mode():
+        out = split(torch.randn(1, 3, 64, 64))
+    assert crossing == ["split", torch.bfloat16] and out.dtype == torch.bfloat16
+
+
+def _record(log: list[Any], name: str) -> Any:
+    import contextlib
+
+    log.append(name)
+    return contextlib.nullcontext()
+
+
+def test_warm_up_transfers_are_not_counted_in_step_zero() -> None:
+    """The split transfer's span is open during the untimed warm-up too: what it recorded is discarded before
+    the first step (on a GPU, into the CUDA-event timer whose intervals step 0 would otherwise take)."""
+    from tests.test_async import FakeEvent
+
+    from framescope._run import discard_warmup_samples
+    from framescope.instrument import StageTimer
+    from framescope.instrument.events import EventTimer
+
+    device: dict[str, Any] = {"time": 0.0, "events": [], "finished": True, "synchronized": 0}
+    events, timer = EventTimer(lambda: FakeEvent(device)), StageTimer()
+    with events.span("split"), timer.span("split"):
+        device["time"] += 0.5
+    discard_warmup_samples(timer, events)
+    assert events.take().resolve() == {} and timer.samples == {}

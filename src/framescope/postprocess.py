@@ -7,18 +7,20 @@
   post-processing, which NMSes each image with its classes batched;
 * segmentation: the per-pixel argmax, as a uint8 class map.
 
-Results come back to the host in one bulk transfer (:func:`results_to_host`), not tensor by tensor.
+Results come back to the host in two bulk transfers (:func:`results_to_host`), not tensor by tensor, and
+without blocking the host. With ``--use-amp`` post-processing runs under the model's autocast.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from framescope.models._detection import RawDetections, detection_family
+from framescope.models import RawDetections, amp_dtype, detection_family
 
 TOP_K = 5
 Results = Any
@@ -35,20 +37,43 @@ def segmentation_post(output: dict[str, Tensor]) -> Tensor:
     return output["out"].argmax(dim=1).to(torch.uint8)
 
 
-def _clip(boxes: Tensor, sizes: Tensor) -> Tensor:
-    """Clip N x A x 4 boxes to per-image (height, width) ``sizes`` (N x 2)."""
-    height = sizes[:, 0].view(-1, 1).to(boxes.dtype)
-    width = sizes[:, 1].view(-1, 1).to(boxes.dtype)
-    zero = torch.zeros_like(width)
-    x = boxes[..., 0::2].clamp(min=zero.unsqueeze(-1), max=width.unsqueeze(-1))
-    y = boxes[..., 1::2].clamp(min=zero.unsqueeze(-1), max=height.unsqueeze(-1))
+def _clip(boxes: Tensor, sizes: list[tuple[int, int]]) -> Tensor:
+    """Clip N x A x 4 boxes to per-image (height, width) ``sizes``. One size for the whole batch (SSD resizes
+    every image to its fixed input) clamps with numbers; otherwise the sizes travel to the device from pinned
+    memory, without a blocking copy."""
+    if len(set(sizes)) == 1:
+        (height, width), *_ = sizes
+        x = boxes[..., 0::2].clamp(min=0, max=width)
+        y = boxes[..., 1::2].clamp(min=0, max=height)
+        return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
+    limits = torch.tensor(sizes, dtype=boxes.dtype)
+    if boxes.is_cuda:
+        limits = limits.pin_memory().to(boxes.device, non_blocking=True)
+    heights, widths = limits[:, 0].view(-1, 1, 1), limits[:, 1].view(-1, 1, 1)
+    x = torch.minimum(boxes[..., 0::2].clamp(min=0), widths)
+    y = torch.minimum(boxes[..., 1::2].clamp(min=0), heights)
     return torch.stack([x[..., 0], y[..., 0], x[..., 1], y[..., 1]], dim=-1)
+
+
+def grouped_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
+    """NMS within each group (an image and class), in one call: boxes of different groups are shifted apart
+    so that they never overlap. The shifts are computed in float64: a batch of N images x 90 classes makes
+    group ids up to N * 90, and offsets of that many box widths in float32 leave ~0.1 pixel of precision,
+    enough to change which boxes survive. (torchvision's ``batched_nms`` shifts in the boxes' own float32,
+    and on CUDA switches to a per-class loop with thousands of host syncs above its size threshold.)
+    Returns the kept indices by decreasing score."""
+    from torchvision.ops import nms
+
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    wide = boxes.to(torch.float64)
+    span = wide.max() - wide.min() + 1  # stays on the device: no host read of the extent
+    shifted = wide + (groups.to(torch.float64) * span)[:, None]
+    return nms(shifted, scores.to(torch.float64), iou_threshold)
 
 
 def ssd_post_batched(model: Any, raw: RawDetections) -> list[dict[str, Tensor]]:
     """SSD post-processing for the whole batch at once, equal to torchvision's per-image loop."""
-    from torchvision.ops import batched_nms
-
     head, anchors = raw.outputs["head"], raw.outputs["anchors"]
     regression = head["bbox_regression"]
     scores = torch.softmax(head["cls_logits"], dim=-1)[..., 1:]  # drop the background class
@@ -57,7 +82,7 @@ def ssd_post_batched(model: Any, raw: RawDetections) -> list[dict[str, Tensor]]:
     boxes = model.box_coder.decode_single(regression.reshape(-1, 4), torch.cat(anchors)).reshape(
         images, count, 4
     )
-    boxes = _clip(boxes, torch.tensor(raw.image_sizes, device=device))
+    boxes = _clip(boxes, raw.image_sizes)
     k = min(int(model.topk_candidates), count)
     top_scores, top_anchor = scores.transpose(1, 2).topk(k, dim=-1)  # images x classes x k
     keep = top_scores > model.score_thresh
@@ -65,7 +90,7 @@ def ssd_post_batched(model: Any, raw: RawDetections) -> list[dict[str, Tensor]]:
     class_ids = torch.arange(classes, device=device).view(1, -1, 1).expand_as(top_anchor)[keep]
     candidate_boxes = boxes[image_ids, top_anchor[keep]]
     candidate_scores = top_scores[keep]
-    kept = batched_nms(candidate_boxes, candidate_scores, image_ids * classes + class_ids, model.nms_thresh)
+    kept = grouped_nms(candidate_boxes, candidate_scores, image_ids * classes + class_ids, model.nms_thresh)
     # kept is ordered by score; regroup by image (stable, so each image stays ordered) and cap each image
     kept_images = image_ids[kept]
     order = torch.sort(kept_images, stable=True).indices
@@ -127,40 +152,76 @@ def detection_post(model: Any, raw: RawDetections) -> list[dict[str, Tensor]]:
     return model.transform.postprocess(detections, raw.image_sizes, raw.original_sizes)
 
 
-def make_postprocess(task: str, model: nn.Module) -> Callable[[Any], Results]:
-    """The post stage for ``task``: raw model output in, results out, on the output's device."""
+def make_postprocess(task: str, model: nn.Module, *, amp: bool = False) -> Callable[[Any], Results]:
+    """The post stage for ``task``: raw model output in, results out, on the output's device. With ``amp`` it
+    runs under the same autocast as the model's forward, as torchvision's own forward runs its
+    post-processing: on CUDA, autocast computes the softmax and the box decoding's ``exp`` in float32 from
+    float16 head outputs, and the scores equal the model's own."""
     if task == "classification":
-        return classification_post
-    if task == "segmentation":
-        return segmentation_post
-    detection_family(model)  # a clear TypeError for anything else
-    return lambda raw: detection_post(model, raw)
+        post: Callable[[Any], Results] = classification_post
+    elif task == "segmentation":
+        post = segmentation_post
+    else:
+        detection_family(model)  # a clear TypeError for anything else
+        post = functools.partial(detection_post, model)
+    return functools.partial(_under_autocast, post) if amp else post
 
 
-def results_to_host(results: Results) -> Results:
-    """Move results to the CPU in one transfer per result set (detections of all images packed together)."""
+def _under_autocast(post: Callable[[Any], Results], output: Any) -> Results:
+    device = _output_device(output)
+    with torch.autocast(device_type=device.type, dtype=amp_dtype(device)):
+        return post(output)
+
+
+def _output_device(output: Any) -> torch.device:
+    if isinstance(output, Tensor):
+        return output.device
+    if isinstance(output, RawDetections):
+        return output.device
+    if isinstance(output, dict):
+        return _output_device(next(iter(output.values())))
+    return torch.device("cpu")
+
+
+def results_to_host(results: Results, *, wait: bool = True) -> Results:
+    """Move results to the CPU in few transfers (detections of all images packed together), each issued
+    without blocking. With ``wait`` (the default) the host waits for them before returning; the pipeline
+    passes ``wait=False``: nothing on the host reads the results within the step, and the step's row is
+    written only once its device work, these copies included, is done."""
+    host = _results_to_host(results)
+    if wait and _any_cuda(results):
+        torch.cuda.current_stream().synchronize()
+    return host
+
+
+def _any_cuda(results: Results) -> bool:
     if isinstance(results, Tensor):
-        return results.cpu()
+        return results.is_cuda
+    if isinstance(results, dict):
+        return any(_any_cuda(v) for v in results.values())
+    return bool(results) and any(_any_cuda(r) for r in results)
+
+
+def _copy(tensor: Tensor) -> Tensor:
+    return tensor.to("cpu", non_blocking=True)
+
+
+def _results_to_host(results: Results) -> Results:
+    if isinstance(results, Tensor):
+        return _copy(results) if results.is_cuda else results
     if isinstance(results, dict):
         if not results["scores"].is_cuda:
             return results
-        k = results["scores"].shape[-1]
-        packed = torch.cat([results["scores"], results["labels"].to(torch.float32)], dim=-1).cpu()
-        return {"scores": packed[:, :k], "labels": packed[:, k:].to(torch.int64)}
+        return {"scores": _copy(results["scores"]), "labels": _copy(results["labels"])}
     if not results or not results[0]["scores"].is_cuda:
         return results
-    if any(
-        set(r) - {"boxes", "scores", "labels"} for r in results
-    ):  # masks, keypoints: ragged, move as they are
-        return [{key: value.cpu() for key, value in r.items()} for r in results]
-    counts = [int(r["scores"].shape[0]) for r in results]
-    packed = torch.cat(
-        [
-            torch.cat([r["boxes"], r["scores"][:, None], r["labels"][:, None].to(torch.float32)], dim=1)
-            for r in results
-        ]
-    ).cpu()
+    if any(set(r) - {"boxes", "scores", "labels"} for r in results):  # masks, keypoints: ragged
+        return [{key: _copy(value) for key, value in r.items()} for r in results]
+    counts = [int(r["scores"].shape[0]) for r in results]  # shapes are known on the host: no sync
+    boxes_scores = _copy(torch.cat([torch.cat([r["boxes"], r["scores"][:, None]], dim=1) for r in results]))
+    labels = _copy(torch.cat([r["labels"] for r in results]))
+    # views only: nothing here reads the host buffers before the copies are done
     return [
-        {"boxes": part[:, :4], "scores": part[:, 4], "labels": part[:, 5].to(torch.int64)}
-        for part in packed.split(counts)
+        {"boxes": part[:, :4], "scores": part[:, 4], "labels": part_labels}
+        for part, part_labels in zip(boxes_scores.split(counts), labels.split(counts), strict=True)
     ]

@@ -81,8 +81,32 @@ def build_transform(level: str, spec: InputSpec) -> v2.Compose:
         ]
     ops.append(v2.ToDtype(torch.float32, scale=True))
     if spec.mean is not None and spec.std is not None:
-        ops.append(v2.Normalize(mean=list(spec.mean), std=list(spec.std)))
+        ops.append(Normalize(spec.mean, spec.std))
     return v2.Compose(ops)
+
+
+class Normalize(torch.nn.Module):
+    """``(image - mean) / std`` per channel, exactly as torchvision's ``v2.Normalize`` computes it, but with
+    the mean and std kept on each device they were used on. torchvision builds them from Python lists on
+    every call, which on a GPU is a blocking host-to-device copy: a host synchronisation per batch in the
+    middle of the pipeline."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.mean, self.std = tuple(mean), tuple(std)
+        self._constants: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (device, dtype)
+        if key not in self._constants:  # once per device, in the untimed warm-up
+            mean = torch.tensor(self.mean, dtype=dtype).view(-1, 1, 1).to(device)
+            std = torch.tensor(self.std, dtype=dtype).view(-1, 1, 1).to(device)
+            self._constants[key] = (mean, std)
+        return self._constants[key]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        mean, std = self._on(image.device, image.dtype)
+        return image.sub(mean).div_(std)
 
 
 def _stack_or_resize(images: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -1,13 +1,14 @@
 """Models: loading torchvision models by name and running inference or retrain steps."""
 
-from framescope.models._move import move
+from framescope.models._amp import amp_dtype
+from framescope.models._detection import RawDetections, detection_family, forward_raw
+from framescope.models._move import move, on_device, to_host
 from framescope.models._registry import build_model, input_spec, load_weights_file, models_by_task, task_of
 from framescope.models._runner import (
     InferenceRunner,
     RetrainRunner,
     Runner,
     StepResult,
-    amp_dtype,
     detection_num_classes,
     make_runner,
 )
@@ -15,19 +16,24 @@ from framescope.models._split import SplitModel, parse_split_point, split_points
 
 __all__ = [
     "InferenceRunner",
+    "RawDetections",
     "RetrainRunner",
     "Runner",
     "SplitModel",
     "StepResult",
     "amp_dtype",
     "build_model",
+    "detection_family",
     "detection_num_classes",
+    "forward_raw",
     "input_spec",
     "load_weights_file",
     "make_runner",
     "models_by_task",
     "move",
+    "on_device",
     "parse_split_point",
     "split_points",
     "task_of",
+    "to_host",
 ]

@@ -7,13 +7,14 @@ family's eval-mode forward, exactly as torchvision writes it, and stops before p
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from framescope.models._move import move
+from framescope.models._move import move, to_host
 
 FAMILIES = ("ssd", "retinanet", "fcos", "rcnn")
 
@@ -44,9 +45,30 @@ class RawDetections:
     """Sizes of the images as given, which boxes are mapped back to."""
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
-    def to(self, device: torch.device) -> RawDetections:
-        outputs = move(self.outputs, device, non_blocking=True)
+    def to(self, device: torch.device, *, non_blocking: bool = False) -> RawDetections:
+        """On ``device``. To the host the copies always complete before this returns (the host reads them
+        next); to a device they may stay in flight with ``non_blocking`` (the stream orders them)."""
+        if device.type == "cpu":
+            return self.map_tensors(to_host)
+        outputs = move(self.outputs, device, non_blocking=non_blocking)
         return RawDetections(self.family, outputs, self.image_sizes, self.original_sizes, device)
+
+    def map_tensors(self, function: Callable[[Any], Any]) -> RawDetections:
+        """The same detections with ``function`` applied to the outputs (for :func:`to_host`)."""
+        outputs = function(self.outputs)
+        device = _device_of(outputs) or self.device
+        return RawDetections(self.family, outputs, self.image_sizes, self.original_sizes, device)
+
+
+def _device_of(value: Any) -> torch.device | None:
+    if isinstance(value, Tensor):
+        return value.device
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    for item in items:
+        found = _device_of(item)
+        if found is not None:
+            return found
+    return None
 
 
 def _features(model: Any, images: Any) -> Any:

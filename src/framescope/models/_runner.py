@@ -3,7 +3,6 @@ labels, loss, backward, optimizer step), with optional AMP and torch.compile."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from torch import nn
 
 from framescope.config import ModelConfig
 from framescope.errors import ModelError
+from framescope.models._amp import autocast
 from framescope.models._detection import detection_family, forward_raw
 from framescope.models._heads import freeze_except, replace_head
 from framescope.models._split import SpanFactory, SplitModel, parse_split_point
@@ -26,17 +26,6 @@ class StepResult:
     loss: Any = None
     """The training loss of the step (retrain mode only): a 0-d tensor, read when the step's row is written,
     so an asynchronous GPU step is not forced to synchronise for it."""
-
-
-def amp_dtype(device: torch.device) -> torch.dtype:
-    """The AMP precision: float16 on CUDA, bfloat16 on CPU."""
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
 
 
 def _compile(model: nn.Module, config: ModelConfig) -> Callable[..., Any]:
@@ -66,6 +55,7 @@ def _placed(
         second=device,
         span=span,
         compile_part=(lambda part: _compile(part, config)) if config.compile else None,
+        amp=config.amp,  # each part under its own device's autocast
     )
     return split, split
 
@@ -116,7 +106,7 @@ class InferenceRunner:
             self.model, self.forward = _placed(model.eval(), config, device, span)
 
     def __call__(self, batch: Batch) -> StepResult:
-        with torch.inference_mode(), _autocast(self.device, self.amp):
+        with torch.inference_mode(), autocast(self.device, self.amp):
             return StepResult(self.forward(batch))
 
     def warm_up(self, batch: Batch) -> StepResult:
@@ -159,14 +149,26 @@ class RetrainRunner:
             replace_head(model, type(model).__name__, config.num_classes)
         self.model, self.forward = _placed(model, config, device, span)
         parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(parameters, lr=config.learning_rate, momentum=0.9)
+        # On CUDA the fused SGD takes the GradScaler's inf check as a device tensor; the plain one makes
+        # GradScaler.step read it on the host (.item()), a synchronisation every step.
+        fused = bool(parameters) and all(p.is_cuda for p in parameters)
+        self.optimizer = torch.optim.SGD(
+            parameters, lr=config.learning_rate, momentum=0.9, fused=True if fused else None
+        )
         self.scaler = torch.amp.GradScaler("cuda") if config.amp and device.type == "cuda" else None
         self.generator = torch.Generator().manual_seed(seed)
 
     def _labels(self, count: int, height: int, width: int) -> torch.Tensor:
         shape = (count, height, width) if self.task == "segmentation" else (count,)
         labels = torch.randint(0, self.num_classes, shape, generator=self.generator)
-        return labels.to(self.device)
+        return self._to_device(labels)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Virtual labels and targets are made on the host (the same for every device); to a GPU they go from
+        pinned memory without blocking: a copy from pageable memory would make the host wait every step."""
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _targets(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         targets = []
@@ -190,7 +192,7 @@ class RetrainRunner:
                 points[..., 1] = y0 + points[..., 1] * (y1 - y0)
                 points[..., 2] = 1
                 target["keypoints"] = points
-            targets.append({k: v.to(self.device) for k, v in target.items()})
+            targets.append({k: self._to_device(v) for k, v in target.items()})
         return targets
 
     def _loss(self, batch: Batch) -> tuple[Any, torch.Tensor]:
@@ -213,7 +215,7 @@ class RetrainRunner:
         and the virtual-label generator are put back, so step 0 starts from the seeded state."""
         buffers = [b.detach().clone() for b in self.model.buffers()]
         labels = self.generator.get_state()
-        with _autocast(self.device, self.amp):
+        with autocast(self.device, self.amp):
             _, loss = self._loss(batch)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         self.optimizer.zero_grad(set_to_none=True)
@@ -225,7 +227,7 @@ class RetrainRunner:
 
     def __call__(self, batch: Batch) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.device, self.amp):
+        with autocast(self.device, self.amp):
             output, loss = self._loss(batch)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

@@ -17,6 +17,7 @@ import torch
 from torch import fx, nn
 
 from framescope.errors import ModelError
+from framescope.models._amp import autocast
 from framescope.models._move import move
 
 SpanFactory = Callable[[str], contextlib.AbstractContextManager[Any]]
@@ -111,19 +112,37 @@ def split_points(model: nn.Module, name: str) -> list[str]:
     return listed_split_points(model, trace(model, name))
 
 
-class _SecondPart(nn.Module):
-    """The part after the cut: moves what crosses the cut to its device, inside a ``split`` span."""
+class _FirstPart(nn.Module):
+    """The part before the cut, under its own device's autocast with ``amp`` (an autocast for the model's
+    device, CUDA, does not reach the CPU's ops)."""
 
-    def __init__(self, part: nn.Module, device: torch.device, span: SpanFactory) -> None:
+    def __init__(self, part: nn.Module, device: torch.device, amp: bool) -> None:
+        super().__init__()
+        self.part = part
+        self.device = device
+        self.amp = amp
+
+    def forward(self, *args: Any) -> Any:
+        with autocast(self.device, self.amp):
+            return self.part(*args)
+
+
+class _SecondPart(nn.Module):
+    """The part after the cut: moves what crosses the cut to its device, inside a ``split`` span, and runs
+    under its device's autocast with ``amp``."""
+
+    def __init__(self, part: nn.Module, device: torch.device, span: SpanFactory, amp: bool = False) -> None:
         super().__init__()
         self.part = part
         self.device = device
         self.span = span
+        self.amp = amp
 
     def forward(self, *args: Any) -> Any:
         with self.span(SPLIT_STAGE):
             args = move(args, self.device, non_blocking=True)
-        return self.part(*args)
+        with autocast(self.device, self.amp):
+            return self.part(*args)
 
 
 class SplitModel(nn.Module):
@@ -139,6 +158,7 @@ class SplitModel(nn.Module):
         second: torch.device,
         span: SpanFactory | None = None,
         compile_part: Callable[[nn.Module], Any] | None = None,
+        amp: bool = False,
     ) -> None:
         from torch.fx.passes.split_module import split_module
 
@@ -157,7 +177,10 @@ class SplitModel(nn.Module):
         if compile_part is not None:
             parts.submod_0 = compile_part(parts.get_submodule("submod_0"))
             second_part = compile_part(second_part)
-        parts.submod_1 = _SecondPart(second_part, second, span or (lambda _name: contextlib.nullcontext()))
+        parts.submod_0 = _FirstPart(parts.get_submodule("submod_0"), first, amp)
+        parts.submod_1 = _SecondPart(
+            second_part, second, span or (lambda _name: contextlib.nullcontext()), amp
+        )
         self.parts = parts
         self.layer = layer
         self.first, self.second = first, second

@@ -26,6 +26,7 @@ import torch
 
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
 from framescope.instrument.events import DeviceEvent, EventTimer, PendingSamples, cuda_event
+from framescope.models import on_device
 from framescope.pipeline._batcher import read_batch
 from framescope.pipeline._loop import LiveCounter, Row, build_row
 from framescope.pipeline._omp import limit_this_thread
@@ -60,13 +61,26 @@ class Produced:
     """The producer's :attr:`Producer.tag` when it started this batch (the thread plan under trial)."""
 
 
-def _pinned_copy(value: Any, device: torch.device) -> Any:
-    """A non-blocking host-to-device copy, from pinned memory so that it can overlap with compute."""
-    if isinstance(value, torch.Tensor):
-        return value.pin_memory().to(device, non_blocking=True)
-    if isinstance(value, list):
-        return [_pinned_copy(v, device) for v in value]
+def _async_copy(value: Any, device: torch.device) -> Any:
+    """A non-blocking host-to-device copy. The producer stacks batches that go to the GPU straight into pinned
+    memory while reading them (:func:`~framescope.pipeline._batcher.collate`), so this is the device copy
+    alone: a host-side pinning here would be host time counted as ``h2d``."""
     return move(value, device, non_blocking=True)
+
+
+def _use_on_current_stream(value: Any) -> None:
+    """Tell the caching allocator that ``value``'s device tensors, made on the producer's stream, are used on
+    this (the model's) stream: without it, their memory could be handed to the producer's next batch while
+    the model still reads them."""
+    if isinstance(value, torch.Tensor):
+        if on_device(value):
+            value.record_stream(torch.cuda.current_stream(value.device))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _use_on_current_stream(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _use_on_current_stream(item)
 
 
 def _timed(timer: StageTimer, events: EventTimer | None) -> Callable[[Stage], AbstractContextManager[Any]]:
@@ -91,22 +105,25 @@ class Producer:
         depth: int,
         clock: Clock,
         new_event: Callable[[], DeviceEvent] = cuda_event,
+        batch_device: torch.device | None = None,
     ) -> None:
         self.source = source
-        # copies to the device come from pinned memory, without blocking the host
+        # copies to the device come from pinned memory (stacked there while reading) and do not block
         self.stages = [
-            dataclasses.replace(stage, run=functools.partial(_pinned_copy, device=stage.device))
+            dataclasses.replace(stage, run=functools.partial(_async_copy, device=stage.device))
             if stage.name == "h2d"
             else stage
             for stage in stages
         ]
+        self.pin = bool(stages) and stages[0].name == "h2d" and stages[0].on_gpu
+        self.decode_on_gpu = batch_device is not None and batch_device.type == "cuda"
         self.batch_size = batch_size
         self.clock = clock
         self.new_event = new_event
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="framescope-producer", daemon=True)
-        self.gpu = any(stage.on_gpu for stage in stages)
+        self.gpu = self.decode_on_gpu or any(stage.on_gpu for stage in stages)
         self.stream: Any = torch.cuda.Stream() if self.gpu else None
         self.tag: Any = None
         """Set by the consumer; stamped on each batch when the producer starts it."""
@@ -126,13 +143,16 @@ class Producer:
     def _produce(self, timer: StageTimer, events: EventTimer | None) -> Produced | None:
         timer.reset()
         tag = self.tag
-        with timer.span("read"):
-            read = read_batch(self.source, self.batch_size)
-        if read is None:
-            return None
-        frames, value = read
         ready = None
+        # Everything the producer does on the GPU happens on its own stream, reading included: frames decoded
+        # there (torchcodec converts NVDEC's output on the current stream) and their stacking must be ordered
+        # before the preprocessing that reads them, and their memory belongs to this stream's pool.
         with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
+            with timer.span("read"):
+                read = read_batch(self.source, self.batch_size, pin=self.pin)
+            if read is None:
+                return None
+            frames, value = read
             value, _ = run_stages(self.stages, value, _timed(timer, events))
             if self.stream is not None:
                 ready = self.new_event()
@@ -144,8 +164,9 @@ class Producer:
         try:
             limit_this_thread(1)  # preprocessing here must not start a second team of intra-op threads
             timer = StageTimer(self.clock)
-            self.source.span = timer.span
             events = EventTimer(self.new_event) if self.gpu else None
+            # frames decoded on the GPU are timed on the device, like every other GPU stage
+            self.source.span = events.span if events is not None and self.decode_on_gpu else timer.span
             while not self._stop.is_set():
                 produced = self._produce(timer, events)
                 if produced is None:
@@ -185,11 +206,15 @@ class _PendingRow:
     host_samples: dict[str, float]
     device: list[PendingSamples] = field(default_factory=list)
     loss: Any = None
+    loss_ready: DeviceEvent | None = None
+    """Recorded after the loss's non-blocking copy to the host: the row reads it only once this is done."""
 
     def done(self) -> bool:
-        return all(p.done() for p in self.device)
+        return all(p.done() for p in self.device) and (self.loss_ready is None or self.loss_ready.query())
 
     def finish(self) -> Row:
+        if self.loss_ready is not None:
+            self.loss_ready.synchronize()  # returns at once after done(); waits at the end of a run
         samples = dict(self.host_samples)
         for pending in self.device:
             for stage, seconds in pending.resolve().items():
@@ -220,7 +245,15 @@ def run_async(
     candidate thread plans (recorded as warm-up steps) and the faster is kept. Returns the number of steps
     run."""
     ahead, behind = plan.split_at_model()
-    producer = Producer(source, ahead, batch_size=batch_size, depth=depth, clock=clock, new_event=new_event)
+    producer = Producer(
+        source,
+        ahead,
+        batch_size=batch_size,
+        depth=depth,
+        clock=clock,
+        new_event=new_event,
+        batch_device=plan.batch_device,
+    )
     if events is None and any(stage.on_gpu for stage in behind):
         events = EventTimer(new_event)
     timed = _timed(timer, events)
@@ -253,6 +286,7 @@ def run_async(
                     break
                 if item.ready is not None:
                     torch.cuda.current_stream().wait_event(item.ready)
+                    _use_on_current_stream(item.value)
                 _, loss = run_stages(behind, item.value, timed)
             end = clock()
             if first_start is None:
@@ -279,7 +313,14 @@ def run_async(
                 "live": live.take(),
                 "torch_threads": threads_now,
             }
-            pending = _PendingRow(fields, {**item.samples, **timer.samples}, loss=loss)
+            loss_ready = None
+            if isinstance(loss, torch.Tensor) and loss.is_cuda:
+                # reading a device loss (float(loss)) would make the host wait for the step; copy it to the
+                # host without blocking and read it when the row is written
+                loss = loss.detach().to("cpu", non_blocking=True)
+                loss_ready = new_event()
+                loss_ready.record()
+            pending = _PendingRow(fields, {**item.samples, **timer.samples}, loss=loss, loss_ready=loss_ready)
             if item.device_samples is not None:
                 pending.device.append(item.device_samples)
             if events is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from framescope.models import StepResult, move
+from framescope.models import StepResult, move, to_host
 
 MODEL_STAGE = "exec"
 CPU = torch.device("cpu")
@@ -36,6 +37,8 @@ class StepPlan:
     stages after it get its output, and its loss goes into the row."""
 
     stages: list[Stage] = field(default_factory=list)
+    batch_device: torch.device = field(default_factory=lambda: CPU)
+    """Where batches arrive: the GPU when frames are decoded there (torchcodec with NVDEC)."""
 
     def warm_up(self, batch: Any) -> None:
         """Run every stage once, untimed (first-call allocation, cuDNN autotuning, torch.compile)."""
@@ -68,12 +71,15 @@ def run_stages(
 
 
 def copy_stage(source: torch.device, target: torch.device, run: Callable[[Any], Any] | None = None) -> Stage:
-    """A copy from ``source`` to ``target`` device, named for its direction."""
+    """A copy from ``source`` to ``target`` device, named for its direction. A copy to the host is complete
+    when the stage ends (:func:`~framescope.models.to_host`): the next stage reads it there."""
     name = (
         "h2d" if target.type != "cpu" and source.type == "cpu" else "d2h" if target.type == "cpu" else "d2d"
     )
     gpu_side = target if target.type != "cpu" else source
-    return Stage(name, run or (lambda value: move(value, target)), device=gpu_side)
+    if run is None:
+        run = to_host if target.type == "cpu" else functools.partial(move, device=target)
+    return Stage(name, run, device=gpu_side)
 
 
 def plan_stages(
@@ -87,7 +93,7 @@ def plan_stages(
     output_device: torch.device,
     post: Callable[[Any], Any] | None = None,
     post_device: torch.device | None = None,
-    to_host: Callable[[Any], Any] | None = None,
+    results_back: Callable[[Any], Any] | None = None,
 ) -> StepPlan:
     """The stages for a placement: the batch arriving on ``batch_device`` (the host, unless frames were
     decoded on the GPU), preprocessing on ``prep_device``, the model taking input on ``input_device`` and
@@ -110,5 +116,5 @@ def plan_stages(
         stages.append(Stage("post", post, device=post_device))
         where = post_device
         if where.type != "cpu":
-            stages.append(copy_stage(where, CPU, to_host))
-    return StepPlan(stages)
+            stages.append(copy_stage(where, CPU, results_back))
+    return StepPlan(stages, batch_device or CPU)

@@ -18,6 +18,32 @@ from framescope.sources._files import check_video_file, no_first_frame, not_a_vi
 from framescope.sources._spec import SourceSpec
 
 MAX_CONSECUTIVE_BAD_PACKETS = 50
+NVDEC_DOWNLOAD_FORMATS = frozenset(
+    {"nv12", "nv16", "nv24", "p010le", "p016le", "p210le", "p216le", "p410le", "p416le"}
+)
+"""Formats NVDEC frames arrive in once copied to host memory (semi-planar); software decoders of H.264,
+HEVC, VP9 and AV1 produce planar formats (yuv420p, yuv444p, ...)."""
+
+
+def decoded_on_gpu(codec_format: str | None, frame_format: str) -> bool:
+    """Whether a frame was decoded by NVDEC. ``codec_context.is_hwaccel`` only says a CUDA device was
+    attached, and stays true when FFmpeg falls back to software decoding at run time (no ``libnvcuvid``, a
+    profile or bit depth NVDEC cannot decode, such as H.264 4:4:4). The formats tell: with NVDEC the codec
+    context's format is the hardware one (``cuda``) and frames arrive in NVDEC's download format; after a
+    fallback both are the software decoder's own."""
+    return codec_format == "cuda" or frame_format in NVDEC_DOWNLOAD_FORMATS
+
+
+def _opens_without_hwaccel(target: str, options: dict[str, str], kwargs: dict[str, Any]) -> bool:
+    """Whether the input opens once the CUDA device is left out: then the device was the problem."""
+    import av
+
+    plain = {key: value for key, value in kwargs.items() if key != "hwaccel"}
+    try:
+        av.open(target, options=options, **plain).close()
+    except (av.FFmpegError, OSError):
+        return False
+    return True
 
 
 class PyAVSource(Source):
@@ -72,6 +98,12 @@ class PyAVSource(Source):
             ) from None
         except av.FFmpegError as exc:
             reason = str(getattr(exc, "strerror", None) or exc)
+            if self.on_gpu and _opens_without_hwaccel(target, options, kwargs):
+                raise SourceError(
+                    f"--decode-on-gpu: FFmpeg could not create a CUDA device for NVDEC ({reason}); "
+                    "check that the NVIDIA driver works (nvidia-smi) and the GPU is visible "
+                    "(CUDA_VISIBLE_DEVICES), or drop --decode-on-gpu."
+                ) from None
             if spec.kind == "camera":
                 raise SourceError(
                     f"camera {spec.target} could not be opened ({reason}); check the camera is "
@@ -110,7 +142,7 @@ class PyAVSource(Source):
         self.info.fps = float(rate) if rate else None
         self.info.frame_count = int(stream.frames) if stream.frames and spec.kind == "file" else None
         self.info.codec = stream.codec_context.name
-        if self.on_gpu and not stream.codec_context.is_hwaccel:
+        if self.on_gpu and not decoded_on_gpu(stream.codec_context.pix_fmt, first.format.name):
             self.warnings.append(
                 f"--decode-on-gpu: FFmpeg fell back to CPU decoding for {self.info.codec} (NVDEC unavailable "
                 "or unsupported for this stream); read and decode times are CPU times."

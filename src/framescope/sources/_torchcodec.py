@@ -95,7 +95,9 @@ class TorchCodecSource(Source):
     def _make_decoder(self) -> Any:
         torchcodec = import_torchcodec()
         transforms = None
-        if self.output_size is not None:
+        # torchcodec applies decoder-side transforms on the CPU only ("Transforms are only supported for CPU
+        # devices"); frames decoded on the GPU are resized there after decoding (see read)
+        if self.output_size is not None and self.device.type == "cpu":
             width, height = self.output_size
             transforms = [torchcodec.transforms.Resize(size=(height, width))]
         return torchcodec.decoders.VideoDecoder(
@@ -153,15 +155,28 @@ class TorchCodecSource(Source):
             try:
                 with self.span(DECODE):
                     frame = self._decoder.get_frame_at(index)
+                    image = self._resized_on_device(frame.data)
             except RuntimeError:  # "Could not push packet to decode", ...
                 self.frames_skipped += 1
                 bad_in_a_row += 1
                 if bad_in_a_row >= MAX_CONSECUTIVE_BAD_FRAMES:
                     break
                 continue
-            return self._frame(frame.data, float(frame.pts_seconds))
+            return self._frame(image, float(frame.pts_seconds))
         self._end()
         return None
+
+    def _resized_on_device(self, image: torch.Tensor) -> torch.Tensor:
+        """``--decode-size`` for frames decoded on the GPU: an antialiased resize where they are, as part of
+        decoding (on the CPU the decoder itself resized them)."""
+        if self.output_size is None or self.device.type == "cpu":
+            return image
+        width, height = self.output_size
+        if tuple(image.shape[-2:]) == (height, width):
+            return image
+        from torchvision.transforms.v2 import functional
+
+        return functional.resize(image, [height, width], antialias=True)
 
     def close(self) -> None:
         self._decoder = None
