@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -210,3 +211,44 @@ def run_cli(*args: str) -> CliResult:
 @pytest.fixture
 def out_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+RowDict = dict[str, object]
+"""A step's CSV row as a dict, as the loop tests read it (``rows[0]["exec_latency_ms"]``)."""
+
+
+def collecting_loop(
+    rows: list[Any],
+    *,
+    batch_size: int,
+    clock: Any = None,
+    max_steps: int | None = None,
+    warmup_steps: int = 0,
+    timer: Any = None,
+    profiler: Any = None,
+    on_row: Any = None,
+) -> Any:
+    """Loop settings whose steps become CSV rows (dicts, as the recorder makes them) appended to ``rows``."""
+    import time as _time
+
+    from framescope.instrument import ProfilerWindow, StageTimer
+    from framescope.pipeline import LoopSettings
+    from framescope.records import make_row
+
+    clock = clock or _time.perf_counter
+
+    def on_step(timing: Any) -> None:
+        row = make_row(timing, batch_size).as_dict()
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    return LoopSettings(
+        batch_size=batch_size,
+        max_steps=max_steps,
+        warmup_steps=warmup_steps,
+        timer=timer or StageTimer(clock),
+        clock=clock,
+        profiler=profiler or ProfilerWindow(enabled=False, trace_path=Path("unused")),
+        on_step=on_step,
+    )

@@ -12,15 +12,16 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.conftest import CLIP_FRAMES
+from tests.conftest import CLIP_FRAMES, collecting_loop
+from tests.conftest import RowDict as Row
 
 import framescope
 from framescope import RunConfig
 from framescope.errors import SourceError
-from framescope.instrument import ProfilerWindow, StageTimer
+from framescope.instrument import FakeClock, StageTimer
 from framescope.instrument.events import EventTimer
 from framescope.models import StepResult
-from framescope.pipeline import Producer, Row, Stage, StepPlan, plan_threads, run_async
+from framescope.pipeline import PlannedStage, Producer, StepPlan, plan_threads, run_async
 from framescope.pipeline._omp import limit_this_thread, threads_of_this_thread
 from framescope.records import summarize
 from framescope.sources import Frame, Source, SourceInfo
@@ -53,7 +54,7 @@ def model_plan(model_s: float = 0.0, loss: Any = None) -> StepPlan:
             time.sleep(model_s)
         return StepResult(batch, loss)
 
-    return StepPlan([Stage("prep", lambda b: b), Stage("exec", model)])
+    return StepPlan([PlannedStage("prep", lambda b: b), PlannedStage("exec", model)])
 
 
 def run(
@@ -68,19 +69,13 @@ def run(
     """Run the async loop; rows collect in ``rows`` (kept when the run raises) and are returned."""
     rows = [] if rows is None else rows
     warmup_steps = kw.pop("warmup_steps_", 0)
-    run_async(
-        source,
-        plan,
-        batch_size=batch_size,
-        timer=StageTimer(),
-        clock=time.perf_counter,
-        max_steps=max_steps,
-        warmup_steps=warmup_steps,
-        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=rows.append,
-        **kw,
-    )
+    loop = collecting_loop(rows, batch_size=batch_size, max_steps=max_steps, warmup_steps=warmup_steps)
+    run_async(source, plan, loop, **kw)
     return rows
+
+
+def producer_for(source: Source, stages: list[PlannedStage], batch_size: int = 2, **kw: Any) -> Producer:
+    return Producer(source, stages, collecting_loop([], batch_size=batch_size), depth=2, **kw)
 
 
 def test_all_frames_arrive_in_order_with_a_short_last_batch() -> None:
@@ -93,7 +88,7 @@ def test_all_frames_arrive_in_order_with_a_short_last_batch() -> None:
 
 def test_the_producer_stays_at_most_prefetch_batches_ahead() -> None:
     source = CountingSource(None)
-    producer = Producer(source, [], batch_size=2, depth=2, clock=time.perf_counter)
+    producer = producer_for(source, [])
     producer.start()
     try:
         deadline = time.monotonic() + 5
@@ -124,21 +119,18 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """CUDA's stream API, pinned memory and the device copy faked on the CPU, so the producer's and the
     consumer's GPU logic runs here: which stream reads happen on, where batches are pinned, which tensors are
     handed over to the model's stream."""
-    gpu: dict[str, Any] = {
-        "current": None,
-        "default": FakeStream(),
-        "handed_over": [],
-        "pinned": [],
-        "copied": [],
-    }
+    gpu: dict[str, Any] = {"default": FakeStream(), "handed_over": [], "pinned": [], "copied": []}
+    local = threading.local()  # like CUDA's, the current stream is per thread
 
     @contextlib.contextmanager
     def stream(chosen: Any) -> Iterator[None]:
-        previous, gpu["current"] = gpu["current"], chosen
+        previous, local.current = getattr(local, "current", None), chosen
         try:
             yield
         finally:
-            gpu["current"] = previous
+            local.current = previous
+
+    gpu["current_of_this_thread"] = lambda: getattr(local, "current", None)
 
     def pinned_empty(shape: Any) -> torch.Tensor:
         tensor = torch.empty(tuple(shape), dtype=torch.uint8)
@@ -151,7 +143,9 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
     monkeypatch.setattr(torch.cuda, "stream", stream)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: gpu["current"] or gpu["default"])
+    monkeypatch.setattr(
+        torch.cuda, "current_stream", lambda device=None: gpu["current_of_this_thread"]() or gpu["default"]
+    )
     monkeypatch.setattr("framescope.pipeline._async.on_device", lambda tensor: True)
     monkeypatch.setattr(
         torch.Tensor, "record_stream", lambda t, s: gpu["handed_over"].append((t, s)), raising=False
@@ -167,13 +161,14 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 class StreamWatchingSource(CountingSource):
     """Records the current (fake) CUDA stream at every read, and decodes inside its span."""
 
-    def __init__(self, frames: int | None, gpu: dict[str, Any]) -> None:
+    def __init__(self, frames: int | None, gpu: dict[str, Any], span: Any) -> None:
         super().__init__(frames)
+        self.span = span
         self.gpu = gpu
         self.streams: list[Any] = []
 
     def read(self) -> Frame | None:
-        self.streams.append(self.gpu["current"])
+        self.streams.append(self.gpu["current_of_this_thread"]())
         with self.span("decode"):
             return super().read()
 
@@ -187,11 +182,10 @@ def test_the_producer_reads_pins_and_copies_on_its_own_stream(
     """Batches going to the GPU are stacked into pinned memory while being read (the h2d stage is the device
     copy alone, no host pinning inside it), and the read, the copy and the preprocessing all run on the
     producer's stream, whose 'ready' event the model's stream then waits for."""
-    source = StreamWatchingSource(4, fake_gpu)
-    stages = [Stage("h2d", lambda b: b, device=CUDA), Stage("prep", lambda b: b, device=CUDA)]
-    producer = Producer(
-        source, stages, batch_size=2, depth=2, clock=time.perf_counter, new_event=lambda: FakeEvent(device)
-    )
+    timer = StageTimer()
+    source = StreamWatchingSource(4, fake_gpu, span=timer.span)
+    stages = [PlannedStage("h2d", lambda b: b, device=CUDA), PlannedStage("prep", lambda b: b, device=CUDA)]
+    producer = producer_for(source, stages, new_event=lambda: FakeEvent(device), timer=timer)
     producer.start()
     try:
         produced = producer.get()
@@ -207,10 +201,11 @@ def test_the_producer_reads_pins_and_copies_on_its_own_stream(
 def test_frames_decoded_on_the_gpu_are_timed_on_the_device(
     fake_gpu: dict[str, Any], device: dict[str, Any]
 ) -> None:
-    source = StreamWatchingSource(4, fake_gpu)
-    producer = Producer(
-        source, [Stage("prep", lambda b: b, device=CUDA)], batch_size=2, depth=2, clock=time.perf_counter,
-        new_event=lambda: FakeEvent(device), batch_device=CUDA,
+    events = EventTimer(lambda: FakeEvent(device))
+    source = StreamWatchingSource(4, fake_gpu, span=events.span)  # as the run gives it: Timers.decode_span
+    producer = producer_for(
+        source, [PlannedStage("prep", lambda b: b, device=CUDA)], new_event=lambda: FakeEvent(device),
+        batch_device=CUDA, events=events,
     )  # fmt: skip
     producer.start()
     try:
@@ -236,9 +231,9 @@ def test_the_model_stream_waits_for_the_batch_and_takes_it_over(
 
     plan = StepPlan(
         [
-            Stage("h2d", lambda b: b, device=CUDA),
-            Stage("prep", lambda b: b, device=CUDA),
-            Stage("exec", model, device=CUDA),
+            PlannedStage("h2d", lambda b: b, device=CUDA),
+            PlannedStage("prep", lambda b: b, device=CUDA),
+            PlannedStage("exec", model, device=CUDA),
         ]
     )
     device["finished"] = True
@@ -354,7 +349,9 @@ def test_rows_wait_for_their_device_work_and_stay_in_order(device: dict[str, Any
     """With a GPU stage after the model, a row is written only once its events are done: the loop never
     synchronises while the device is busy, and synchronises once at the end for what is left."""
     rows: list[Row] = []
-    plan = StepPlan([Stage("exec", StepResult), Stage("post", lambda v: v, device=torch.device("cuda"))])
+    plan = StepPlan(
+        [PlannedStage("exec", StepResult), PlannedStage("post", lambda v: v, device=torch.device("cuda"))]
+    )
     seen_while_running: list[int] = []
 
     def on_row(row: Row) -> None:
@@ -369,13 +366,7 @@ def test_rows_wait_for_their_device_work_and_stay_in_order(device: dict[str, Any
     run_async(
         CountingSource(6),
         plan,
-        batch_size=2,
-        timer=StageTimer(),
-        clock=time.perf_counter,
-        max_steps=None,
-        warmup_steps=0,
-        profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=on_row,
+        collecting_loop([], batch_size=2, on_row=on_row),
         new_event=lambda: FakeEvent(device),
     )
     assert seen_while_running == [0, 0, 0]  # nothing was written while the device had not finished
@@ -497,25 +488,26 @@ def test_a_plan_that_starves_the_producer_loses_even_if_the_model_runs_faster() 
 
 
 def test_the_async_loop_runs_the_trial_after_the_warm_up() -> None:
-    """A model that is 4x faster on two threads, a producer that does not care: the trial keeps two."""
+    """A model that is 4x faster on two threads, a producer that costs nothing: the trial keeps two. The
+    model's time runs on a fake clock, so the measured rates are exact."""
     from framescope.pipeline import ThreadTrial
 
     plan = {"threads": 1}
+    clock = FakeClock()
 
     def model(batch: Any) -> StepResult:
-        time.sleep(0.004 * len(batch) / plan["threads"] ** 2)
+        clock.advance(0.004 * len(batch) / plan["threads"] ** 2)
         return StepResult(batch)
 
     trial = ThreadTrial([1, 2], set_threads=lambda n: plan.update(threads=n))
-    rows = run(
-        CountingSource(None),
-        StepPlan([Stage("prep", lambda b: b), Stage("exec", model)]),
-        batch_size=2,
-        max_steps=14,
-        trial=trial,
-        warmup_steps_=2,
+    rows: list[Row] = []
+    loop = collecting_loop(
+        rows, batch_size=2, max_steps=14, warmup_steps=2, clock=clock, timer=StageTimer(clock)
     )
+    stages = StepPlan([PlannedStage("prep", lambda b: b), PlannedStage("exec", model)])
+    run_async(CountingSource(None), stages, loop, trial=trial)
     assert trial.chosen == 2 and trial.complete and trial.evidence()["first_step"] == 2
+    assert trial.rates()[1] == pytest.approx(250.0) and trial.rates()[2] == pytest.approx(1000.0)
     assert [r["warmup"] for r in rows] == [1] * 10 + [0] * 4  # 2 warm-up + 8 trial steps
     assert plan["threads"] == 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -18,7 +19,9 @@ import torch
 from tests.conftest import CLIP_FRAMES, run_cli
 
 from framescope import load_run
-from framescope.config import RunConfig
+from framescope.cli import build_parser
+from framescope.cli._flags import config_from_flags, shown_default
+from framescope.config import SEED_WORKER, AnnotateConfig, ExtractConfig, RunConfig, flat_settings
 from framescope.records import SEED_COLUMNS
 
 SEED_FLAGS = [
@@ -84,6 +87,84 @@ def test_help_documents_every_flag_with_its_default() -> None:
         "leading steps kept out of the summary (default: 2)",
     ):
         assert fragment in text, fragment
+
+
+COMMAND_CONFIGS = [("run", RunConfig), ("extract-frames", ExtractConfig), ("annotate", AnnotateConfig)]
+
+
+def command_parser(command: str) -> argparse.ArgumentParser:
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
+
+
+@pytest.mark.parametrize(("command", "kind"), COMMAND_CONFIGS)
+def test_parsers_expose_exactly_the_fields_flags(command: str, kind: type) -> None:
+    parser = command_parser(command)
+    actions = [a for a in parser._actions if a.option_strings and a.dest not in ("help", "config")]
+    declared = [s for s in flat_settings(kind) if s.spec.flag is not None]
+    assert {tuple(a.option_strings): a.dest for a in actions} == {s.spec.options: s.name for s in declared}
+    if command == "run":
+        assert RunConfig.FLAT_FIELDS.keys() == {s.name for s in declared}
+
+
+@pytest.mark.parametrize(("command", "kind"), COMMAND_CONFIGS)
+def test_help_shows_each_fields_help_choices_and_default(command: str, kind: type) -> None:
+    result = run_cli(command, "--help")
+    assert result.code == 0
+    text = "".join(result.out.split())  # argparse wraps lines anywhere, hyphens included
+
+    def shown(fragment: str) -> bool:
+        return "".join(fragment.split()) in text
+
+    for setting in flat_settings(kind):
+        if setting.spec.flag is None:
+            continue
+        if setting.choices is not None:
+            assert shown(f"{setting.spec.options[0]} {{{','.join(setting.choices)}}}"), setting.name
+        if setting.spec.metavar is not None:
+            assert shown(f"{setting.spec.options[0]} {setting.spec.metavar}"), setting.name
+        if setting.required and command != "run":
+            assert shown(setting.spec.help), setting.name
+            continue
+        assert shown(f"{setting.spec.help} (default: {shown_default(setting)})"), setting.name
+        value = setting.default
+        if not (setting.required or setting.spec.default_text or value is None or isinstance(value, bool)):
+            assert shown(f"(default: {value})"), setting.name  # the field's own value
+
+
+def test_run_help_groups_the_seed_workers_flags() -> None:
+    parser = command_parser("run")
+    titles = [g.title for g in parser._action_groups]
+    assert titles[-2:] == [SEED_WORKER, "more"]
+    seed_group = next(g for g in parser._action_groups if g.title == SEED_WORKER)
+    assert {o for a in seed_group._group_actions for o in a.option_strings} == {*SEED_FLAGS, "--split-point"}
+
+
+def test_extract_and_annotate_flags_build_their_configs_with_the_fields_defaults() -> None:
+    parse = command_parser("extract-frames").parse_args
+    assert config_from_flags(ExtractConfig, parse(["-i", "v.mp4", "-o", "out"])) == ExtractConfig(
+        input="v.mp4", output="out"
+    )
+    args = parse(
+        ["--input", "v.mp4", "--output", "o", "--start", "5", "--end", "9", "--open-timeout", "3",
+         "--format", "jpg", "--quality", "80", "--fps", "0.5", "--prefix", "p_", "--read-timeout", "4"]
+    )  # fmt: skip
+    assert config_from_flags(ExtractConfig, args) == ExtractConfig(
+        input="v.mp4", output="o", start_s=5.0, end_s=9.0, open_timeout_s=3.0, format="jpg", quality=80,
+        fps=0.5, prefix="p_", read_timeout_s=4.0,
+    )  # fmt: skip
+    parse = command_parser("annotate").parse_args
+    assert config_from_flags(AnnotateConfig, parse(["-i", "imgs", "-o", "out"])) == AnnotateConfig(
+        input="imgs", output="out"
+    )
+    args = parse(
+        ["-i", "imgs", "-o", "out", "--model-name", "ssd300_vgg16", "--threshold", "0.5",
+         "--batch-size", "2", "--device", "cpu", "--weights", "none"]
+    )  # fmt: skip
+    assert config_from_flags(AnnotateConfig, args) == AnnotateConfig(
+        input="imgs", output="out", model_name="ssd300_vgg16", threshold=0.5, batch_size=2, device="cpu",
+        weights="none",
+    )  # fmt: skip
 
 
 def test_seed_command_line(clip: Path, out_dir: Path) -> None:

@@ -8,12 +8,21 @@ import pytest
 from tests.conftest import run_cli
 
 from framescope.config import (
+    DECODERS,
+    IMAGE_FORMATS,
+    MODES,
+    PIPELINES,
+    PREP_LEVELS,
+    PROGRESS_MODES,
+    SECTIONS,
     AnnotateConfig,
     ExtractConfig,
     ModelConfig,
     RunConfig,
     flat_defaults,
+    flat_settings,
     parse_core_list,
+    setting,
 )
 from framescope.errors import ConfigError
 
@@ -288,3 +297,110 @@ def test_flat_defaults_come_from_the_dataclasses() -> None:
     assert defaults["weights"] == "none"
     assert defaults["model_name"] is None
     assert set(defaults) == set(RunConfig.FLAT_FIELDS)
+
+
+# The flat names are an interface (from_flat, replace, scripts); a flag renamed on its field renames its flat
+# name, so they are pinned here.
+FLAT_NAMES = {
+    "model_name": ("model", "name"),
+    "mode": ("model", "mode"),
+    "weights": ("model", "weights"),
+    "infer_on_gpu": ("model", "on_gpu"),
+    "enable_compile": ("model", "compile"),
+    "compile_backend": ("model", "compile_backend"),
+    "use_amp": ("model", "amp"),
+    "num_classes": ("model", "num_classes"),
+    "lr": ("model", "learning_rate"),
+    "split_point": ("model", "split_point"),
+    "input_path": ("source", "input_path"),
+    "decoder": ("source", "decoder"),
+    "decode_threads": ("source", "decode_threads"),
+    "decode_on_gpu": ("source", "decode_on_gpu"),
+    "decode_size": ("source", "decode_size"),
+    "open_timeout": ("source", "open_timeout_s"),
+    "read_timeout": ("source", "read_timeout_s"),
+    "source_fps": ("source", "source_fps"),
+    "live_buffer": ("source", "live_buffer"),
+    "reconnect_for": ("source", "reconnect_for_s"),
+    "prep_level": ("preprocess", "level"),
+    "prep_on_gpu": ("preprocess", "on_gpu"),
+    "post_on_gpu": ("postprocess", "on_gpu"),
+    "torch_profile": ("profile", "enabled"),
+    "profile_wait": ("profile", "wait"),
+    "profile_warmup": ("profile", "warmup"),
+    "profile_active": ("profile", "active"),
+    "batch_size": ("batch_size",),
+    "pipeline": ("pipeline",),
+    "prefetch": ("prefetch",),
+    "deadline_ms": ("deadline_ms",),
+    "max_steps": ("max_steps",),
+    "warmup_steps": ("warmup_steps",),
+    "core_bind": ("core_bind",),
+    "torch_threads": ("torch_threads",),
+    "output_dir": ("output_dir",),
+    "run_name": ("run_name",),
+    "seed": ("seed",),
+    "progress": ("progress",),
+}
+
+
+def test_flat_names_are_the_seeds_flags() -> None:
+    assert RunConfig.FLAT_FIELDS == FLAT_NAMES
+    assert list(RunConfig.FLAT_FIELDS) == list(FLAT_NAMES)  # field order: "closest first" ties keep it
+
+
+def test_flat_fields_cover_every_field() -> None:
+    leaves = [
+        (top.name, inner.name) if top.name in SECTIONS else (top.name,)
+        for top in dataclasses.fields(RunConfig)
+        for inner in (dataclasses.fields(SECTIONS[top.name]) if top.name in SECTIONS else [top])
+    ]
+    assert sorted(RunConfig.FLAT_FIELDS.values()) == sorted(leaves)
+    assert len(RunConfig.FLAT_FIELDS) == len(leaves)
+
+
+@pytest.mark.parametrize("kind", [RunConfig, ExtractConfig, AnnotateConfig])
+def test_no_two_fields_declare_the_same_flag(kind: type) -> None:
+    options = [option for s in flat_settings(kind) for option in s.spec.options]
+    assert len(options) == len(set(options))
+    names = [s.name for s in flat_settings(kind)]
+    assert len(names) == len(set(names))
+
+
+def test_a_field_without_a_setting_or_with_a_taken_flat_name_is_refused() -> None:
+    @dataclasses.dataclass(kw_only=True)
+    class Plain:
+        size: int = 1
+
+    with pytest.raises(TypeError, match=r"Plain.size is not declared with setting"):
+        flat_settings(Plain)
+
+    @dataclasses.dataclass(kw_only=True)
+    class Twice:
+        a: int = setting(1, flag="--size", help="a")
+        b: int = setting(2, flag="--size", help="b")
+
+    with pytest.raises(TypeError, match=r"Twice: more than one field has the flat name size"):
+        flat_settings(Twice)
+
+
+def test_choices_come_from_the_literal_annotations() -> None:
+    choices = {s.name: s.choices for s in flat_settings(RunConfig) if s.choices is not None}
+    assert choices == {
+        "mode": MODES,
+        "decoder": DECODERS,
+        "prep_level": PREP_LEVELS,
+        "pipeline": PIPELINES,
+        "progress": PROGRESS_MODES,
+    }
+    assert DECODERS == ("opencv", "pyav", "torchcodec")
+    assert PROGRESS_MODES == ("auto", "bar", "log", "none")
+    assert next(s.choices for s in flat_settings(ExtractConfig) if s.name == "format") == IMAGE_FORMATS
+    with pytest.raises(
+        ConfigError, match=r"^pipeline = 'later' is not one of sync, async; pass e.g. --pipeline"
+    ):
+        base(pipeline="later")
+    with pytest.raises(
+        ConfigError, match=r"^format = 'gif' is not one of png, jpg; pass e.g. --format png.$"
+    ):
+        ExtractConfig(input="v.mp4", output="o", format="gif")  # type: ignore[arg-type]

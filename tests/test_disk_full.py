@@ -183,8 +183,9 @@ def test_disk_full_mid_run_keeps_whole_rows_and_writes_the_summary(
 @pytest.mark.slow
 def test_a_summary_that_does_not_fit_is_named_in_the_error(small_tmpfs: Callable[[int], Path]) -> None:
     mount = small_tmpfs(256)
-    # config.yaml, system.json and one page of rows; no room to hold any back for the summary
-    fill(mount, leave=3 * PAGE)
+    # config.yaml, system.json, the summary written at the start and one page of rows; no room to hold any
+    # back for the final summary
+    fill(mount, leave=4 * PAGE)
     done = framescope_run(mount, "--input_path", "synthetic:64x64")
 
     assert done.returncode == 2, done.stderr
@@ -194,16 +195,17 @@ def test_a_summary_that_does_not_fit_is_named_in_the_error(small_tmpfs: Callable
     assert "summary.json could not be written" in line
     (csv_path,) = run_dir.glob("M_*_metrics.csv")
     assert len(whole_rows(csv_path)) == kept_rows(line)
-    assert not (run_dir / "summary.json").exists()
+    # the summary written at the start (status running) is still there, whole
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
     assert temporary_files(mount) == []
-    run = load_run(run_dir)  # what load_run makes of a run without a summary
+    run = load_run(run_dir)  # what load_run makes of a run that could not finish its summary
     assert run.status == "incomplete" and len(run.rows) == kept_rows(line)
 
 
 @pytest.mark.slow
 def test_a_run_whose_summary_does_not_fit_fails(small_tmpfs: Callable[[int], Path]) -> None:
     mount = small_tmpfs(256)
-    fill(mount, leave=3 * PAGE)  # config.yaml, system.json and the 20 rows; nothing more
+    fill(mount, leave=4 * PAGE)  # config.yaml, system.json, the starting summary, the 20 rows; nothing more
     done = framescope_run(mount, "--input_path", "synthetic:64x64:20")
 
     assert done.returncode == 2, done.stderr
@@ -221,7 +223,9 @@ def test_a_run_whose_summary_does_not_fit_fails(small_tmpfs: Callable[[int], Pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("leave", "failing_file"), [(0, "config.yaml"), (PAGE, "system.json")])
+@pytest.mark.parametrize(
+    ("leave", "failing_file"), [(0, "config.yaml"), (PAGE, "system.json"), (2 * PAGE, "summary.json")]
+)
 def test_disk_full_at_start_leaves_no_run_directory(
     small_tmpfs: Callable[[int], Path], leave: int, failing_file: str
 ) -> None:

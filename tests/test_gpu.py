@@ -261,9 +261,10 @@ def test_batches_are_not_overwritten_while_the_model_reads_them() -> None:
     over (record_stream), so the caching allocator could give their memory to the next batch's copy while a
     slow model still read it. Prefetch 2, large batches, a model that sleeps on the GPU before reading its
     input: the model's checksum of each batch must equal the producer's."""
-    from framescope.instrument import ProfilerWindow, StageTimer
+    from tests.conftest import collecting_loop
+
     from framescope.models import StepResult
-    from framescope.pipeline import Stage, StepPlan, run_async
+    from framescope.pipeline import PlannedStage, StepPlan, run_async
     from framescope.sources import SyntheticSource
 
     made: list[torch.Tensor] = []
@@ -283,16 +284,12 @@ def test_batches_are_not_overwritten_while_the_model_reads_them() -> None:
     source.open()
     plan = StepPlan(
         [
-            Stage("h2d", lambda b: b, device=CUDA),
-            Stage("prep", prep, device=CUDA),
-            Stage("exec", model, device=CUDA),
+            PlannedStage("h2d", lambda b: b, device=CUDA),
+            PlannedStage("prep", prep, device=CUDA),
+            PlannedStage("exec", model, device=CUDA),
         ]
     )
-    run_async(
-        source, plan, batch_size=16, timer=StageTimer(), clock=time.perf_counter, max_steps=None,
-        warmup_steps=0, profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=lambda row: None, depth=2,
-    )  # fmt: skip
+    run_async(source, plan, collecting_loop([], batch_size=16), depth=2)
     torch.cuda.synchronize()
     assert len(made) == len(read) == 40
     assert [float(m) for m in made] == [float(r) for r in read]

@@ -15,15 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import needs_system_dependency
+from tests.conftest import RowDict as Row
+from tests.conftest import collecting_loop, needs_system_dependency
 
 import framescope
 from framescope import RunConfig
 from framescope.config import SourceConfig
 from framescope.errors import ConfigError, SourceError
-from framescope.instrument import FakeClock, ProfilerWindow, StageTimer
+from framescope.instrument import FakeClock
 from framescope.models import StepResult
-from framescope.pipeline import Row, Stage, StepPlan, run_sync
+from framescope.pipeline import PlannedStage, StepPlan, run_sync
 from framescope.sources import Frame, FrameBuffer, LiveSource, Source, SourceInfo, backoff_delays, make_source
 
 
@@ -216,14 +217,8 @@ def test_a_slow_model_cannot_hide_its_backlog() -> None:
     try:
         run_sync(
             source,
-            StepPlan([Stage("exec", model)]),
-            batch_size=1,
-            timer=StageTimer(),
-            clock=time.perf_counter,
-            max_steps=12,
-            warmup_steps=0,
-            profiler=ProfilerWindow(enabled=False, trace_path=Path("unused")),
-            on_row=rows.append,
+            StepPlan([PlannedStage("exec", model)]),
+            collecting_loop(rows, batch_size=1, max_steps=12),
         )
     finally:
         source.close()

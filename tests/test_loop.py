@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from tests.conftest import RowDict as Row
+from tests.conftest import collecting_loop
 
 from framescope.instrument import Clock, FakeClock, ProfilerWindow, StageTimer
 from framescope.models import StepResult
-from framescope.pipeline import Row, Stage, StepPlan, collate, run_sync
+from framescope.pipeline import PlannedStage, StepPlan, collate, run_sync
 from framescope.preprocess import Batch
 from framescope.sources import Frame, Source, SourceInfo
 
@@ -48,7 +51,7 @@ def plan_costing(clock: FakeClock, prep_s: float, model_s: float, loss: float | 
         clock.advance(model_s)
         return StepResult(output=None, loss=loss)
 
-    return StepPlan([Stage("prep", prep), Stage("exec", model)])
+    return StepPlan([PlannedStage("prep", prep), PlannedStage("exec", model)])
 
 
 def run(
@@ -64,24 +67,12 @@ def run(
 ) -> list[Row]:
     """Run the sync loop timed by ``clock``; rows are returned, and also handed to ``on_row`` as they come."""
     rows: list[Row] = []
-
-    def collect(row: Row) -> None:
-        rows.append(row)
-        if on_row is not None:
-            on_row(row)
-
-    run_sync(
-        source,
-        plan,
-        batch_size=batch_size,
-        timer=StageTimer(clock),
-        clock=clock,
-        max_steps=max_steps,
-        warmup_steps=warmup,
-        profiler=profiler or ProfilerWindow(enabled=False, trace_path=Path("unused")),
-        on_row=collect,
-        cpu_clock=lambda: 0.0,
-    )
+    loop = collecting_loop(
+        rows, batch_size=batch_size, clock=clock, max_steps=max_steps, warmup_steps=warmup,
+        timer=StageTimer(clock), profiler=profiler, on_row=on_row,
+    )  # fmt: skip
+    loop.cpu_clock = lambda: 0.0
+    run_sync(source, plan, loop)
     return rows
 
 
@@ -139,8 +130,8 @@ def test_transfers_are_their_own_stages() -> None:
         clock.advance(0.003)
         return batch
 
-    plan.stages.insert(0, Stage("h2d", move))
-    plan.stages.insert(2, Stage("d2h", move))
+    plan.stages.insert(0, PlannedStage("h2d", move))
+    plan.stages.insert(2, PlannedStage("d2h", move))
     rows = run(FakeSource(clock, frames=4, read_s=0), plan, clock)
     assert rows[0]["h2d_latency_ms"] == pytest.approx(3.0)
     assert rows[0]["d2h_latency_ms"] == pytest.approx(3.0)
@@ -179,7 +170,7 @@ def test_real_time_stages_match_sleeps() -> None:
         time.sleep(0.05)
         return StepResult(None)
 
-    plan = StepPlan([Stage("prep", prep), Stage("exec", model)])
+    plan = StepPlan([PlannedStage("prep", prep), PlannedStage("exec", model)])
     rows = run(SleepySource(FakeClock(), frames=None), plan, time.perf_counter, batch_size=5, max_steps=3)
     median = {k: float(np.median([r[k] for r in rows])) for k in rows[0] if k.endswith("_ms") and rows[0][k]}
     assert 20.0 <= median["read_latency_ms"] < 40.0
@@ -246,3 +237,33 @@ def test_without_post_nothing_comes_back() -> None:
         output_device=torch.device("cuda"),
     )
     assert [stage.name for stage in plan.stages] == ["prep", "h2d", "exec"]
+
+
+def test_timers_give_the_source_the_span_of_the_thread_that_reads_it() -> None:
+    """Sync: the one timer. Async: the producer's, on the device for frames decoded there."""
+    from framescope.pipeline import Timers
+
+    sync = Timers.for_run(time.perf_counter, asynchronous=False, cuda=False)
+    assert sync.producer is None and sync.decode_span(decode_on_gpu=False) == sync.model.span
+    asynchronous = Timers.for_run(time.perf_counter, asynchronous=True, cuda=False)
+    assert asynchronous.producer is not None
+    assert asynchronous.decode_span(decode_on_gpu=False) == asynchronous.producer.span
+    assert asynchronous.method == "host-wall"
+
+
+def test_a_source_decodes_inside_the_span_it_was_built_with(clip: Path) -> None:
+    from framescope.config import SourceConfig
+    from framescope.sources import make_source
+
+    spans: list[str] = []
+
+    def span(name: str) -> Any:
+        import contextlib
+
+        spans.append(name)
+        return contextlib.nullcontext()
+
+    source = make_source(SourceConfig(input_path=str(clip), decoder="pyav"), span=span)
+    with source:
+        assert source.read() is not None
+    assert "decode" in spans

@@ -154,3 +154,56 @@ def test_load_run_of_something_else(tmp_path: Path) -> None:
         load_run(tmp_path / "nope")
     with pytest.raises(FramescopeError, match="holds no M_"):
         load_run(tmp_path)
+
+
+def _timing(step: int, **ms: float) -> object:
+    from framescope.pipeline import FramesInfo, StepTiming
+
+    total = ms.pop("total")
+    return StepTiming(
+        step=step,
+        samples={stage: value / 1000.0 for stage, value in ms.items()},
+        frames=FramesInfo(count=4, first_index=4 * step, first_pts_s=None, last_pts_s=None),
+        total_s=total / 1000.0,
+        warmup=False,
+        profiled=False,
+        cpu_time_s=0.0,
+        step_start_s=step * total / 1000.0,
+    )
+
+
+def test_a_killed_async_run_is_summarised_as_an_async_run(tmp_path: Path) -> None:
+    """The producer's stages (read 20 + decode 25 + prep 20 ms) outweigh the model's (exec 40 ms) and run
+    beside it: the async pace is decoding, the slowest stage of the slower side. Summarised as a sync run (the
+    old default of the killed-run path), the pace would be exec, the slowest stage overall."""
+    from framescope.records import RunRecorder
+
+    recorder = RunRecorder.create(tmp_path, "killed", "m", batch_size=4)
+    recorder.start(config={"pipeline": "async"}, system={}, context={"pipeline": "async", "batch_size": 4})
+    for step in range(6):
+        recorder.record(
+            _timing(step, read=20.0, decode=25.0, prep=20.0, exec=40.0, queue_wait=25.0, total=66.0)
+        )
+    recorder.close()  # no summary: the process was killed here
+    run = load_run(tmp_path / "killed")
+    assert run.status == "incomplete" and run.summary["pipeline"] == "async"
+    assert run.summary["pace_stage"] == "decode_latency_ms"
+    assert run.summary["stage_sum_over_total"] > 1.5  # the stages overlapped
+    assert summarize(run.rows, "sync")["pace_stage"] == "exec_latency_ms"  # what the bug reported
+
+
+def test_a_finished_run_and_its_killed_twin_get_the_same_statistics(tmp_path: Path) -> None:
+    from framescope.records import RunRecorder
+
+    runs = {}
+    for name in ("finished", "killed"):
+        recorder = RunRecorder.create(tmp_path, name, "m", batch_size=4)
+        recorder.start(config={}, system={}, context={"pipeline": "sync", "batch_size": 4})
+        for step in range(5):
+            recorder.record(_timing(step, read=5.0, exec=10.0 + step, total=15.0 + step))
+        if name == "finished":
+            recorder.write_summary(recorder.summarize(status="complete", error=None, facts={}))
+        recorder.close()
+        runs[name] = load_run(tmp_path / name).summary
+    for key in ("steps", "stages", "pace_stage", "steady_fps", "stage_sum_over_total"):
+        assert runs["finished"][key] == runs["killed"][key], key

@@ -22,6 +22,7 @@ from tests.conftest import (
 )
 
 from framescope.config import SourceConfig
+from framescope.diagnose._rules import shortfall_message
 from framescope.errors import ConfigError, SourceError
 from framescope.instrument import FakeClock
 from framescope.sources import (
@@ -32,7 +33,6 @@ from framescope.sources import (
     make_source,
     parse_source,
     sample_clip_path,
-    shortfall_warning,
     write_clip,
 )
 
@@ -189,7 +189,7 @@ def test_opencv_stops_at_damage_and_says_the_input_ended_short(damaged_clip: Pat
     assert len(frames) < 0.9 * DAMAGED_FRAMES  # it really stopped early
     shortfall = input_shortfall(source)
     assert shortfall == {"frames_read": len(frames), "frames_expected": DAMAGED_FRAMES, "frames_skipped": 0}
-    warning = shortfall_warning(shortfall, str(damaged_clip))
+    warning = shortfall_message(shortfall, str(damaged_clip))
     assert "\n" not in warning
     assert warning.startswith(f"the input ended after {len(frames)} of the {DAMAGED_FRAMES} frames")
     assert "damaged or truncated" in warning and "--decoder pyav" in warning and str(damaged_clip) in warning
@@ -221,7 +221,7 @@ def test_torchcodec_skips_frames_it_cannot_decode(damaged_clip: Path) -> None:
 
 def test_the_warning_reads_the_same_for_every_decoder(damaged_clip: Path) -> None:
     texts = [
-        shortfall_warning({"frames_read": 30, "frames_expected": 60, "frames_skipped": skipped}, "v.mp4")
+        shortfall_message({"frames_read": 30, "frames_expected": 60, "frames_skipped": skipped}, "v.mp4")
         for skipped in (0, 4)
     ]
     assert texts[0] == (

@@ -239,13 +239,14 @@ def test_warm_up_transfers_are_not_counted_in_step_zero() -> None:
     the first step (on a GPU, into the CUDA-event timer whose intervals step 0 would otherwise take)."""
     from tests.test_async import FakeEvent
 
-    from framescope._run import discard_warmup_samples
     from framescope.instrument import StageTimer
     from framescope.instrument.events import EventTimer
+    from framescope.pipeline import Timers
 
     device: dict[str, Any] = {"time": 0.0, "events": [], "finished": True, "synchronized": 0}
-    events, timer = EventTimer(lambda: FakeEvent(device)), StageTimer()
-    with events.span("split"), timer.span("split"):
+    timers = Timers(StageTimer(), EventTimer(lambda: FakeEvent(device)))
+    with timers.device_span(on_gpu=True)("split"), timers.device_span(on_gpu=False)("split"):
         device["time"] += 0.5
-    discard_warmup_samples(timer, events)
-    assert events.take().resolve() == {} and timer.samples == {}
+    timers.discard_warmup()
+    assert timers.events is not None and timers.events.take().resolve() == {}
+    assert timers.model.samples == {}

@@ -13,9 +13,9 @@ import framescope
 from framescope import RunConfig
 from framescope.errors import DeviceError
 from framescope.instrument import FakeClock
-from framescope.instrument.cpu_load import MIN_WINDOW_S, CpuLoad, CpuLoadMeter, load_warnings
+from framescope.instrument.cpu_load import MIN_WINDOW_S, CpuLoadMeter
 from framescope.instrument.sampler import CpuWaitSampler
-from framescope.pipeline import ThreadPlan, bind_cores, cpu_wait_warnings, idle_core_warnings, plan_threads
+from framescope.pipeline import bind_cores, plan_threads
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="core binding is Linux-only")
 
@@ -40,15 +40,14 @@ def test_binding_to_cores_that_do_not_exist() -> None:
 
 @linux_only
 def test_all_leaves_the_affinity_alone() -> None:
-    cores, bound, warnings = bind_cores(None)
-    assert cores == sorted(os.sched_getaffinity(0)) and not bound and not warnings
+    cores, bound, ignored = bind_cores(None)
+    assert cores == sorted(os.sched_getaffinity(0)) and not bound and not ignored
 
 
-def test_binding_elsewhere_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_binding_elsewhere_is_recorded_as_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
-    _cores, bound, warnings = bind_cores((0,))
-    assert not bound
-    assert warnings == ["--core-bind works on Linux only; the process was not bound."]
+    _cores, bound, ignored = bind_cores((0,))
+    assert not bound and ignored  # diagnosis turns it into the warning (tests/test_diagnose.py)
 
 
 def test_cpu_meter_sees_this_process_working() -> None:
@@ -59,15 +58,6 @@ def test_cpu_meter_sees_this_process_working() -> None:
     load = meter.read()
     assert load.seconds >= MIN_WINDOW_S
     assert load.ours is not None and 0.6 < load.ours < 1.5
-
-
-def test_load_warnings_name_the_competition() -> None:
-    quiet = CpuLoad(seconds=5.0, cores=2, ours=1.9, others=0.05, steal=0.0)
-    busy = CpuLoad(seconds=5.0, cores=2, ours=1.2, others=0.8, steal=0.3)
-    assert load_warnings(quiet, "during the run") == []
-    warnings = load_warnings(busy, "during the run")
-    assert warnings[0].startswith("other processes kept 0.80 of the 2 bound core(s) busy during the run")
-    assert "steal" in warnings[1]
 
 
 @pytest.mark.slow
@@ -116,7 +106,6 @@ def test_a_window_too_short_for_the_kernels_ticks_is_not_measured() -> None:
     counters.busy += 0.02
     load = meter.read()
     assert (load.ours, load.others, load.steal) == (None, None, None) and not load.measured
-    assert load_warnings(load, "during the run") == []
 
 
 def test_cpu_shares_never_exceed_the_cores() -> None:
@@ -179,46 +168,6 @@ def test_waiting_for_a_cpu_is_measured_per_thread() -> None:
     share = sum(t["delay_s"] for t in hashers.values()) / sum(t["run_s"] for t in hashers.values())
     assert share > 0.5  # weighted by the CPU time each used
     assert "framescope-sampler" not in stats["by_thread"]  # it does not count itself
-
-
-def test_waiting_is_reported_only_when_it_is_a_cost() -> None:
-    plan = ThreadPlan([0, 1], False, torch_threads=2, decode_threads=1)
-    wait = {
-        "run_s": 10.0,
-        "wait_s": 3.0,
-        "wait_share": 0.23,
-        "by_thread": {
-            "main": {"run_s": 5.0, "wait_s": 2.0},
-            "framescope-producer": {"run_s": 1, "wait_s": 1},
-        },
-    }
-    (ours,) = cpu_wait_warnings(wait, others=0.0, threads=plan, trial=None)
-    assert ours.startswith(
-        "the threads doing the work waited for a CPU 23% of the time they were ready to run"
-    )
-    assert (
-        "(main waited 2.0 s, framescope-producer waited 1.0 s)" in ours
-        and "try fewer --torch-threads" in ours
-    )
-    (neighbours,) = cpu_wait_warnings(wait, others=0.9, threads=plan, trial=None)
-    assert "other processes kept 0.90 core(s) busy" in neighbours and "fewer" not in neighbours
-    measured = {"candidates": [{"torch_threads": 1}, {"torch_threads": 2}], "chosen": 2}
-    assert cpu_wait_warnings(wait, others=0.0, threads=plan, trial=measured) == []  # fewer measured slower
-    assert cpu_wait_warnings({**wait, "wait_share": 0.05}, others=0.0, threads=plan, trial=None) == []
-
-
-def test_idle_cores_beside_the_pace_setting_stage_are_reported() -> None:
-    one_thread = ThreadPlan([0, 1], False, torch_threads=1, decode_threads=1)
-    (warning,) = idle_core_warnings("exec_latency_ms", ours=1.12, others=0.0, threads=one_thread, trial=False)
-    assert warning == (
-        "the model (exec) set the pace on 1 torch thread(s) while 0.88 of the 2 bound core(s) sat idle; "
-        "--torch-threads 2 may be faster."
-    )
-    assert idle_core_warnings("exec_latency_ms", 1.12, 0.0, one_thread, trial=True) == []  # it was measured
-    assert idle_core_warnings("exec_latency_ms", 1.9, 0.0, one_thread, trial=False) == []
-    assert idle_core_warnings("read_latency_ms", 1.0, 0.0, one_thread, trial=False) == []
-    full = ThreadPlan([0, 1], False, torch_threads=2, decode_threads=2)
-    assert idle_core_warnings("exec_latency_ms", 1.0, 0.0, full, trial=False) == []
 
 
 def _run(tmp_path: Path, **flat: object) -> framescope.RunResult:

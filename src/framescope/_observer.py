@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from framescope.config import RunConfig
-from framescope.pipeline import Row, ThreadPlan
-from framescope.records import RunResult
+from framescope.records import Row, RunResult
 from framescope.sources import SourceInfo
 
 
@@ -22,7 +21,8 @@ class StartInfo:
     system: dict[str, Any]
     source: SourceInfo
     model: dict[str, Any]
-    threads: ThreadPlan
+    threads: dict[str, Any]
+    """The thread plan as recorded in the summary: ``cores``, ``torch``, ``decode``, ..."""
     timing_method: str
     expected_steps: int | None
 

@@ -1,12 +1,13 @@
-"""The loop phase of a run: everything is set up; steps run, rows and the summary go to the run directory."""
+"""The loop phase of a run: the parts are built and warmed up; the recorder opens the run directory, the loop
+runs, every step's row goes to disk as it happens, and the summary (with what diagnosis found) ends it."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -16,131 +17,209 @@ from framescope._placement import deadline_ms
 from framescope._secrets import redact, redact_value
 from framescope._version import __version__
 from framescope.config import RunConfig
+from framescope.diagnose import Finding, diagnose
 from framescope.errors import FramescopeError, OutputError, SourceError, Terminated
-from framescope.instrument import Clock, ProfilerWindow, StageTimer
-from framescope.instrument.cpu_load import CpuLoadMeter, load_warnings
-from framescope.instrument.events import EventTimer
+from framescope.instrument import Clock, ProfilerWindow
+from framescope.instrument import system as system_info
+from framescope.instrument.cpu_load import CpuLoadMeter
 from framescope.instrument.sampler import CpuWaitSampler
 from framescope.pipeline import (
-    Row,
-    StepPlan,
-    ThreadPlan,
+    LoopSettings,
+    StepTiming,
     ThreadTrial,
-    cpu_wait_warnings,
-    idle_core_warnings,
     run_async,
     run_sync,
     trial_candidates,
     trial_fits,
 )
-from framescope.records import (
-    COLUMNS,
-    STAGE_COLUMNS,
-    SUMMARY_FILE,
-    RunResult,
-    RunWriter,
-    summarize,
-)
-from framescope.sources import Source, SourceInfo, input_shortfall, shortfall_warning
+from framescope.records import COLUMNS, STAGE_COLUMNS, Row, RunRecorder, RunResult
+from framescope.sources import SourceInfo, input_shortfall
 
-TRACE_FILE = "torch_trace.json"
+if TYPE_CHECKING:  # _run imports this module
+    from framescope._run import Parts
 
 
-def _expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
+def expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
     by_frames = math.ceil(info.frame_count / config.batch_size) if info.frame_count else None
     candidates = [n for n in (by_frames, config.max_steps) if n is not None]
     return min(candidates) if candidates else None
 
 
-@dataclass
-class _Session:
-    """The loop phase of a run: everything is set up; rows and the summary go to ``writer``."""
+class LoopPhase:
+    """Runs the loop of one run and records it (see the module docstring)."""
 
-    config: RunConfig
-    source: Source
-    plan: StepPlan
-    writer: RunWriter
-    watcher: RunObserver
-    timer: StageTimer
-    clock: Clock
-    threads: ThreadPlan
-    system: dict[str, Any]
-    setup: dict[str, float]
-    model_info: dict[str, Any]
-    started_at: float
-    uses_cuda: bool
-    cpu_meter: CpuLoadMeter
-    setup_warnings: list[str]
-    """Warnings known before the first step (thread plan, CPU competition during set-up, ...)."""
-    events: EventTimer | None = None
-    """Async on a GPU: the CUDA-event timer of the model's side."""
-    thread_notes: list[str] = field(default_factory=list)
-    """Decisions about threads taken during the run (the async thread plan's trial)."""
-    sampler: CpuWaitSampler = field(default_factory=CpuWaitSampler)
-    trial: ThreadTrial | None = None
+    def __init__(
+        self, config: RunConfig, parts: Parts, watcher: RunObserver, clock: Clock, started_at: float
+    ) -> None:
+        self.config, self.parts, self.watcher, self.clock = config, parts, watcher, clock
+        self.started_at = started_at
+        self.thread_notes: list[str] = []
+        self.printed: set[str] = set()
+        self.trial = self._thread_trial()
 
-    def start(self) -> None:
-        self.watcher.on_start(
-            StartInfo(
-                run_dir=self.writer.run_dir,
-                csv_path=self.writer.csv_path,
-                config=self.config,
-                system=self.system,
-                source=self.source.info,
-                model=self.model_info,
-                threads=self.threads,
-                timing_method=self.timer.method,
-                expected_steps=_expected_steps(self.config, self.source.info),
-            )
+    # --- the run's record -------------------------------------------------------------------------------
+
+    def _threads(self) -> dict[str, Any]:
+        """``summary.threads``: the plan, the trial's evidence where it ran."""
+        plan = self.parts.threads
+        record: dict[str, Any] = {
+            "cores": plan.cores,
+            "bound": plan.bound,
+            "bind_ignored": plan.bind_ignored,
+            "torch": plan.torch_threads,
+            "decode": plan.decode_threads,
+            "notes": self.thread_notes,
+        }
+        if self.trial is not None and self.trial.chosen is not None:
+            plan.torch_threads = record["torch"] = self.trial.chosen
+            record["trial"] = self.trial.evidence()
+            if self.trial.note() not in self.thread_notes:
+                self.thread_notes.append(self.trial.note())
+        return record
+
+    def _context(self) -> dict[str, Any]:
+        """What the run knows before its first step (the ``running`` summary, and a killed run's context)."""
+        config, source = self.config, self.parts.source
+        return {
+            "framescope_version": __version__,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
+            "model": self.parts.model,
+            "mode": config.model.mode,
+            "pipeline": config.pipeline,
+            "batch_size": config.batch_size,
+            "timing_method": self.parts.timers.method,
+            "source": dataclasses.asdict(source.info),
+            "decode_size": list(source.output_size) if source.output_size else None,
+            "deadline_ms": deadline_ms(config, source.info),
+            "threads": self._threads(),
+            "setup": self.parts.setup,
+            "setup_cpu": self.parts.setup_cpu,
+        }
+
+    def _system(self) -> dict[str, Any]:
+        system = system_info.collect()
+        plan = self.parts.threads
+        system["threads"] = {
+            "cores": plan.cores,
+            "bound": plan.bound,
+            "torch_threads": plan.torch_threads,
+            "decode_threads": plan.decode_threads,
+        }
+        return system
+
+    def _record_of(self, summary: dict[str, Any], rows: pd.DataFrame, recorder: RunRecorder) -> RunResult:
+        return RunResult(
+            run_dir=recorder.run_dir,
+            config=redact_value(self.config.to_dict()),
+            system=self.system,
+            rows=rows,
+            summary=summary,
+            csv_path=recorder.csv_path,
         )
-        for message in self.setup_warnings:
+
+    def _tell(self, findings: list[Finding], notes: list[str]) -> list[str]:
+        """The warnings (source notes, then warning-level findings) not told yet, told to the observer."""
+        messages = [*notes, *(f.message for f in findings if f.severity != "info")]
+        new = [m for m in messages if m not in self.printed]
+        for message in new:
+            self.printed.add(message)
             self.watcher.on_warning(message)
-        self.cpu_meter.restart()
+        return messages
 
-    def loop(self) -> RunResult:
-        config, writer = self.config, self.writer
-        rows: list[Row] = []
+    # --- the thread plan's trial ------------------------------------------------------------------------
 
-        def on_row(row: Row) -> None:
-            writer.write_row(row)
-            rows.append(row)
+    def _thread_trial(self) -> ThreadTrial | None:
+        """Async, with the thread counts left to framescope: measure the candidate plans right after the
+        warm-up (see :mod:`framescope.pipeline._trial`), if the run is long enough to afford it."""
+        config, plan = self.config, self.parts.threads
+        if config.pipeline != "async" or config.torch_threads is not None:
+            return None
+        candidates = trial_candidates(plan.core_count, plan.decode_threads)
+        if not candidates:
+            return None
+        trial = ThreadTrial(candidates)
+        expected = expected_steps(config, self.parts.source.info)
+        if not trial_fits(expected, config.warmup_steps, trial.steps):
+            self.thread_notes.append(
+                f"async thread plan not measured: the run's {expected} step(s) are too few to spend "
+                f"{trial.steps} on trying {' and '.join(map(str, candidates))} torch threads; the model "
+                f"kept {plan.torch_threads}"
+            )
+            return None
+        return trial
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        config, parts = self.config, self.parts
+        self.system = self._system()
+        with RunRecorder.create(
+            Path(config.output_dir), config.run_name, config.model.name, batch_size=config.batch_size
+        ) as recorder:
+            context = self._context()
+            recorder.start(config=config.to_dict(), system=self.system, context=context)
+            self.watcher.on_start(
+                StartInfo(
+                    run_dir=recorder.run_dir,
+                    csv_path=recorder.csv_path,
+                    config=config,
+                    system=self.system,
+                    source=parts.source.info,
+                    model=parts.model,
+                    threads=context["threads"],
+                    timing_method=parts.timers.method,
+                    expected_steps=expected_steps(config, parts.source.info),
+                )
+            )
+            starting = self._record_of(context, pd.DataFrame(columns=list(COLUMNS)), recorder)
+            self._tell(diagnose(starting), list(parts.source.warnings))
+            return self._loop(recorder)
+
+    def _loop(self, recorder: RunRecorder) -> RunResult:
+        config, parts = self.config, self.parts
+
+        def on_step(timing: StepTiming) -> None:
+            row: Row = recorder.record(timing)
             self.watcher.on_step(row)
 
-        status, error = "complete", None
         profiler = ProfilerWindow(
             enabled=config.profile.enabled,
-            trace_path=writer.run_dir / TRACE_FILE,
+            trace_path=recorder.trace_path,
             wait=config.profile.wait,
             warmup=config.profile.warmup,
             active=config.profile.active,
-            cuda=self.uses_cuda,
+            cuda=parts.uses_cuda,
         )
-        self.trial = self._thread_trial()
+        loop = LoopSettings(
+            batch_size=config.batch_size,
+            max_steps=config.max_steps,
+            warmup_steps=config.warmup_steps,
+            timer=parts.timers.model,
+            clock=self.clock,
+            profiler=profiler,
+            on_step=on_step,
+        )
+        cpu_meter = CpuLoadMeter(parts.threads.cores, self.clock)
+        sampler = CpuWaitSampler()
+        status, error = "complete", None
         try:
-            with profiler, self.sampler:
-                common: dict[str, Any] = {
-                    "batch_size": config.batch_size,
-                    "timer": self.timer,
-                    "clock": self.clock,
-                    "max_steps": config.max_steps,
-                    "warmup_steps": config.warmup_steps,
-                    "profiler": profiler,
-                    "on_row": on_row,
-                }
+            with profiler, sampler:
                 if config.pipeline == "async":
                     run_async(
-                        self.source,
-                        self.plan,
+                        parts.source,
+                        parts.plan,
+                        loop,
                         depth=config.prefetch,
-                        events=self.events,
+                        events=parts.timers.events,
+                        producer_timer=parts.timers.producer,
+                        producer_events=parts.timers.producer_events,
                         trial=self.trial,
-                        **common,
                     )
                 else:
-                    run_sync(self.source, self.plan, **common)
-            if not rows:
+                    run_sync(parts.source, parts.plan, loop)
+            if not recorder.rows_written:
                 raise SourceError(
-                    f"{self.source.info.uri} delivered no frame ({self.source.frames_skipped} undecodable "
+                    f"{parts.source.info.uri} delivered no frame ({parts.source.frames_skipped} undecodable "
                     "packet(s) or file(s) skipped); nothing was measured: check the input."
                 )
         except KeyboardInterrupt as exc:
@@ -156,124 +235,70 @@ class _Session:
             error = str(exc) if isinstance(exc, FramescopeError) else redact(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            result = self._finish(rows, status, error, profiler)
+            result = self._finish(
+                recorder, status=status, error=error, profiler=profiler, cpu_meter=cpu_meter, sampler=sampler
+            )
         return result
 
-    def _thread_trial(self) -> ThreadTrial | None:
-        """Async, with the thread counts left to framescope: measure the candidate plans right after the
-        warm-up (see :mod:`framescope.pipeline._trial`), if the run is long enough to afford it."""
-        config, threads = self.config, self.threads
-        if config.pipeline != "async" or config.torch_threads is not None:
-            return None
-        candidates = trial_candidates(threads.core_count, threads.decode_threads)
-        if not candidates:
-            return None
-        trial = ThreadTrial(candidates)
-        expected = _expected_steps(config, self.source.info)
-        if not trial_fits(expected, config.warmup_steps, trial.steps):
-            self.thread_notes.append(
-                f"async thread plan not measured: the run's {expected} step(s) are too few to spend "
-                f"{trial.steps} on trying {' and '.join(map(str, candidates))} torch threads; the model "
-                f"kept {threads.torch_threads}"
-            )
-            return None
-        return trial
+    # --- the end ----------------------------------------------------------------------------------------
 
-    def _finish(self, rows: list[Row], status: str, error: str | None, profiler: ProfilerWindow) -> RunResult:
-        config = self.config
-        load = self.cpu_meter.read()
-        frame = pd.DataFrame(rows, columns=list(COLUMNS))
-        summary: dict[str, Any] = {
-            "framescope_version": __version__,
-            "status": status,
-            "error": error,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
-            "run_time_s": time.time() - self.started_at,
-            "model": self.model_info,
-            "mode": config.model.mode,
-            "pipeline": config.pipeline,
-            "batch_size": config.batch_size,
-            "timing_method": self.timer.method,
-            "source": dataclasses.asdict(self.source.info),
-            "frames_skipped": self.source.frames_skipped,
-            "decode_size": list(self.source.output_size) if self.source.output_size else None,
-            "threads": self._threads_record(),
-            "setup": self.setup,
-            "cpu": load.as_dict(),
-            "trace": profiler.written.name if profiler.written is not None else None,
-        }
-        summary.update(summarize(frame, config.pipeline, deadline_ms(config, self.source.info)))
-        new_warnings = load_warnings(load, "during the run") + self.source.warnings
-        shortfall = input_shortfall(self.source) if status == "complete" else None
-        summary["input_shortfall"] = shortfall
-        if shortfall is not None:
-            new_warnings.append(shortfall_warning(shortfall, self.source.info.uri))
-        if self.source.frames_skipped:
-            new_warnings.append(
-                f"{self.source.frames_skipped} undecodable packet(s) or file(s) were skipped in the input."
-            )
-        if profiler.failure is not None:
-            new_warnings.append(profiler.failure)
-        elif config.profile.enabled and profiler.written is None:
-            new_warnings.append(
-                f"no torch.profiler trace: the window (wait {config.profile.wait}, warm-up "
-                f"{config.profile.warmup}, active {config.profile.active}) needs more than the "
-                f"{len(rows)} step(s) the run had."
-            )
-        parallelism = self.timer.parallelism()
+    def _facts(
+        self, status: str, profiler: ProfilerWindow, cpu_meter: CpuLoadMeter, sampler: CpuWaitSampler
+    ) -> dict[str, Any]:
+        """What the run measured, beyond its rows, once it ended."""
+        source, timer = self.parts.source, self.parts.timers.model
+        cpu: dict[str, Any] = cpu_meter.read().as_dict()
+        parallelism = timer.parallelism()
         if parallelism:
-            summary["cpu"]["stage_parallelism"] = {
+            cpu["stage_parallelism"] = {
                 STAGE_COLUMNS.get(stage, stage): round(value, 2) for stage, value in parallelism.items()
             }
-        wait = self.sampler.summary()
-        summary["cpu"]["wait"] = wait
-        trial = summary["threads"].get("trial")
-        new_warnings += cpu_wait_warnings(wait, load.others, self.threads, trial)
-        new_warnings += idle_core_warnings(
-            summary.get("pace_stage"), load.ours, load.others, self.threads, trial is not None
-        )
-        summary["warnings"] = self.setup_warnings + new_warnings
-        summary_error = self._write_summary(summary, new_warnings)
-        for message in new_warnings:
-            self.watcher.on_warning(message)
-        result = RunResult(
-            run_dir=self.writer.run_dir,
-            config=redact_value(config.to_dict()),
-            system=self.system,
-            rows=frame,
-            summary=summary,
-            csv_path=self.writer.csv_path,
-        )
+        cpu["wait"] = sampler.summary()
+        return {
+            "run_time_s": time.time() - self.started_at,
+            "threads": self._threads(),
+            "cpu": cpu,
+            "frames_skipped": source.frames_skipped,
+            "input_shortfall": input_shortfall(source) if status == "complete" else None,
+            "trace": profiler.written.name if profiler.written is not None else None,
+            "trace_error": profiler.failure,
+            "source_notes": list(source.warnings),
+        }
+
+    def _finish(
+        self,
+        recorder: RunRecorder,
+        *,
+        status: str,
+        error: str | None,
+        profiler: ProfilerWindow,
+        cpu_meter: CpuLoadMeter,
+        sampler: CpuWaitSampler,
+    ) -> RunResult:
+        facts = self._facts(status, profiler, cpu_meter, sampler)
+        summary = recorder.summarize(status=status, error=error, facts=facts)
+        result = self._record_of(summary, recorder.frame(), recorder)
+        findings = diagnose(result)
+        summary["findings"] = [finding.as_dict() for finding in findings]
+        summary["warnings"] = [*facts["source_notes"], *(f.message for f in findings if f.severity != "info")]
+        summary["run_time_s"] = time.time() - self.started_at  # everything, the summary's own making included
+        summary_error = self._write_summary(recorder, summary)
+        self._tell(findings, summary["warnings"])
         self.watcher.on_finish(result)
         if summary_error is not None:
             raise summary_error from None
         return result
 
-    def _threads_record(self) -> dict[str, Any]:
-        """``summary.threads``: the plan the run ended with, the trial's evidence where it ran."""
-        record: dict[str, Any] = {
-            "cores": self.threads.cores,
-            "torch": self.threads.torch_threads,
-            "decode": self.threads.decode_threads,
-            "notes": self.thread_notes,
-        }
-        if self.trial is not None and self.trial.chosen is not None:
-            self.threads.torch_threads = record["torch"] = self.trial.chosen
-            record["trial"] = self.trial.evidence()
-            if not self.thread_notes or self.thread_notes[-1] != self.trial.note():
-                self.thread_notes.append(self.trial.note())
-        return record
-
-    def _write_summary(self, summary: dict[str, Any], new_warnings: list[str]) -> OutputError | None:
+    @staticmethod
+    def _write_summary(recorder: RunRecorder, summary: dict[str, Any]) -> OutputError | None:
         """Write summary.json; if it cannot be written (a full disk), return the error the run ends with,
         the in-memory summary marked failed with it. When another failure is already ending the run, that
         one stays the run's error and this one becomes a warning."""
         try:
-            self.writer.write_json(SUMMARY_FILE, summary)
+            recorder.write_summary(summary)
         except OutputError as exc:
-            if summary["status"] == "complete" or self.writer.failed:
+            if summary["status"] == "complete" or recorder.failed:
                 summary["status"], summary["error"] = "failed", str(exc)
                 return exc
             summary["warnings"].append(str(exc))
-            new_warnings.append(str(exc))
         return None

@@ -1,6 +1,9 @@
 """Typed, validated configuration: one kw-only dataclass per component, merged into :class:`RunConfig`.
 
 The CLI, YAML files and the Python API all build these same objects; defaults live here and nowhere else.
+Each setting is declared once, on its field (:func:`setting`): its default, flag, help text and help group;
+a ``Literal`` annotation gives its choices. The flat names (:attr:`RunConfig.FLAT_FIELDS`) and the commands'
+parsers (``framescope.cli._flags``) are derived from those declarations.
 This module must stay free of torch and of I/O beyond reading a config file.
 """
 
@@ -10,20 +13,148 @@ import dataclasses
 import difflib
 import math
 import os
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, overload
 
 import yaml
 
 from framescope.errors import ConfigError
 
-DECODERS = ("opencv", "pyav", "torchcodec")
-PREP_LEVELS = ("simple", "medium", "complex")
-MODES = ("inference", "retrain")
-PROGRESS_MODES = ("auto", "bar", "log", "none")
-PIPELINES = ("sync", "async")
+SEED_WORKER = "the seed worker's flags"
+"""The help group of the flags the seed's worker script had; ``framescope run --help`` lists it first."""
+
+_T = TypeVar("_T")
+_SETTING = "framescope.setting"  # the key of a field's Setting in its metadata
+
+
+@dataclass(frozen=True, kw_only=True)
+class Setting:
+    """How one config field meets the command line; :func:`setting` declares it on the field."""
+
+    flag: str | None
+    """The long option, e.g. ``--batch-size``; None keeps the field off the command line. Without its
+    dashes and with ``_`` for ``-`` it is the field's flat name (``batch_size``), as in
+    :meth:`RunConfig.from_flat`."""
+    help: str
+    """The setting's one description, shown by ``--help`` (followed there by the default)."""
+    aliases: tuple[str, ...] = ()
+    """More option strings: a short one (``-i``) or another spelling (``--input-path``)."""
+    metavar: str | None = None
+    """The value's name in ``--help``; None: the flat name in capitals (choices show as ``{a,b}``)."""
+    group: str | None = None
+    """The ``--help`` group; None: the command's default one."""
+    default_text: str | None = None
+    """How ``--help`` shows the default when the value alone would not say it (what ``None`` means)."""
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The option strings, short ones first (argparse shows them in this order)."""
+        if self.flag is None:
+            return ()
+        short = tuple(a for a in self.aliases if not a.startswith("--"))
+        return (*short, self.flag, *(a for a in self.aliases if a.startswith("--")))
+
+
+@overload
+def setting(
+    default: _T,
+    *,
+    flag: str | None,
+    help: str,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+    group: str | None = None,
+    default_text: str | None = None,
+) -> _T: ...
+@overload
+def setting(
+    *,
+    flag: str | None,
+    help: str,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+    group: str | None = None,
+    default_text: str | None = None,
+) -> Any: ...
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    flag: str | None,
+    help: str,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+    group: str | None = None,
+    default_text: str | None = None,
+) -> Any:
+    """A config field: its default (none: the setting is required) and how it meets the command line (see
+    :class:`Setting`)."""
+    spec = Setting(
+        flag=flag, help=help, aliases=aliases, metavar=metavar, group=group, default_text=default_text
+    )
+    return field(default=default, metadata={_SETTING: spec})
+
+
+@dataclass(frozen=True)
+class FlatSetting:
+    """One setting of a config class, found by :func:`flat_settings`."""
+
+    name: str
+    """The flat name: ``model_name``, ``batch_size``, ``open_timeout``."""
+    path: tuple[str, ...]
+    """Where it lives in the nested config: ``("model", "name")``, ``("batch_size",)``."""
+    type: Any
+    """The value's type, without ``| None``: ``int``, ``str``, ``Literal["sync", "async"]``, ..."""
+    default: Any
+    """The field's default; ``dataclasses.MISSING`` when the setting is required."""
+    spec: Setting
+
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        """The allowed values of a ``Literal`` setting; None for any other."""
+        return get_args(self.type) if get_origin(self.type) is Literal else None
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+
+def _without_none(hint: Any) -> Any:
+    """``X`` for ``X | None``; any other type unchanged."""
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [arg for arg in get_args(hint) if arg is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return hint
+
+
+def _choices_of(kind: type[Any], name: str) -> tuple[str, ...]:
+    """The values the ``Literal`` annotation of field ``name`` of ``kind`` allows."""
+    return get_args(_without_none(typing.get_type_hints(kind)[name]))
+
+
+def flat_settings(kind: type[Any]) -> tuple[FlatSetting, ...]:
+    """Every setting of the config class ``kind`` in field order, a section's settings in its place."""
+    found: list[FlatSetting] = []
+    hints = typing.get_type_hints(kind)
+    for spec_field in dataclasses.fields(kind):
+        hint = hints[spec_field.name]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            found += [dataclasses.replace(s, path=(spec_field.name, *s.path)) for s in flat_settings(hint)]
+            continue
+        spec = spec_field.metadata.get(_SETTING)
+        if not isinstance(spec, Setting):
+            raise TypeError(f"{kind.__name__}.{spec_field.name} is not declared with setting(...)")
+        name = spec.flag.lstrip("-").replace("-", "_") if spec.flag else spec_field.name
+        found.append(FlatSetting(name, (spec_field.name,), _without_none(hint), spec_field.default, spec))
+    names = [s.name for s in found]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise TypeError(f"{kind.__name__}: more than one field has the flat name {', '.join(twice)}")
+    return tuple(found)
 
 
 def _require_text(value: object, message: str) -> None:
@@ -122,28 +253,59 @@ def parse_core_list(spec: str) -> tuple[int, ...] | None:
 class SourceConfig:
     """Where frames come from and how they are decoded."""
 
-    input_path: str
-    """A video file, a directory of images, a camera index (``0``), an ``rtsp://`` / ``http(s)://`` URL,
-    ``synthetic:WIDTHxHEIGHT[:FRAMES]`` (generated frames, no file) or ``sample:`` (a built-in clip)."""
-    decoder: str = "opencv"
-    """Video decoder: ``opencv`` (the seed's cv2.VideoCapture) or ``pyav`` (FFmpeg through PyAV)."""
-    decode_threads: int = 0
-    """FFmpeg decoding threads; 0 picks a budget that fits the bound cores."""
-    decode_on_gpu: bool = False
-    """Decode with NVDEC: torchcodec keeps frames on the GPU; PyAV's CUDA hwaccel copies them to the host."""
-    decode_size: str | None = None
-    """Resize while decoding, where the decoder can: ``WIDTHxHEIGHT``, or ``auto`` for the size the model's
-    preprocessing would shrink the frame to; None decodes at the native size."""
-    open_timeout_s: float = 10.0
-    """Seconds to wait for a stream or camera to open before giving up."""
-    read_timeout_s: float = 10.0
-    """Seconds to wait for the next frame of a stream before counting it as stalled."""
-    source_fps: float | None = None
-    """Replay a file (or images, or synthetic frames) as a live camera at this many frames per second."""
-    live_buffer: int = 0
-    """Live inputs: frames kept waiting for the pipeline (older ones are dropped); 0 means two batches."""
-    reconnect_for_s: float = 60.0
-    """Live streams and cameras: keep reconnecting for this long without a frame before giving up."""
+    input_path: str = setting(
+        flag="--input_path",
+        aliases=("--input-path",),
+        metavar="SOURCE",
+        group=SEED_WORKER,
+        help="video file, image directory, camera index (0), rtsp:// or http(s):// URL, "
+        "synthetic:WxH[:FRAMES], or sample: (a built-in clip)",
+    )
+    decoder: Literal["opencv", "pyav", "torchcodec"] = setting(
+        "opencv", flag="--decoder", help="video decoder"
+    )
+    decode_threads: int = setting(
+        0,
+        flag="--decode-threads",
+        metavar="N",
+        help="FFmpeg decoding threads; 0: one per bound core with --pipeline sync, one with --pipeline async",
+    )
+    decode_on_gpu: bool = setting(
+        False,
+        flag="--decode-on-gpu",
+        help="decode with NVDEC (torchcodec keeps frames on the GPU; pyav copies them back)",
+    )
+    decode_size: str | None = setting(
+        None,
+        flag="--decode-size",
+        metavar="WxH",
+        help="resize while decoding: WIDTHxHEIGHT, or auto for the size preprocessing shrinks to",
+        default_text="native size",
+    )
+    open_timeout_s: float = setting(
+        10.0, flag="--open-timeout", metavar="S", help="seconds to wait for a stream or camera to open"
+    )
+    read_timeout_s: float = setting(
+        10.0, flag="--read-timeout", metavar="S", help="seconds to wait for a stream's next frame"
+    )
+    source_fps: float | None = setting(
+        None,
+        flag="--source-fps",
+        metavar="FPS",
+        help="replay the input as a live camera at FPS frames per second",
+    )
+    live_buffer: int = setting(
+        0,
+        flag="--live-buffer",
+        metavar="N",
+        help="live inputs: frames kept for the pipeline, oldest dropped; 0: two batches",
+    )
+    reconnect_for_s: float = setting(
+        60.0,
+        flag="--reconnect-for",
+        metavar="S",
+        help="live streams: seconds of reconnecting without a frame before giving up",
+    )
 
     def __post_init__(self) -> None:
         _require_text(
@@ -173,52 +335,89 @@ class SourceConfig:
         )
 
 
+DECODERS = _choices_of(SourceConfig, "decoder")
+
+
 @dataclass(kw_only=True)
 class PreprocessConfig:
     """How a uint8 batch becomes the model's input."""
 
-    level: str = "medium"
-    """``simple``, ``medium`` or ``complex`` (see the README for exactly what each does)."""
-    on_gpu: bool = False
-    """Move the raw uint8 batch to the GPU and preprocess there (the seed's ``--prep-on-gpu``)."""
+    level: Literal["simple", "medium", "complex"] = setting(
+        "medium",
+        flag="--prep-level",
+        group=SEED_WORKER,
+        help="preprocessing level (the README says what each does)",
+    )
+    on_gpu: bool = setting(
+        False,
+        flag="--prep-on-gpu",
+        group=SEED_WORKER,
+        help="copy the uint8 batch to the GPU and preprocess there",
+    )
 
     def __post_init__(self) -> None:
         _choice(self.level, PREP_LEVELS, "prep_level", "--prep-level")
+
+
+PREP_LEVELS = _choices_of(PreprocessConfig, "level")
 
 
 @dataclass(kw_only=True)
 class PostprocessConfig:
     """How the model's raw output becomes results (top-5 classes, detections after NMS, class maps)."""
 
-    on_gpu: bool = False
-    """Post-process on the GPU (batched NMS there, then one bulk copy of the final results) instead of
-    copying the raw outputs to the CPU and post-processing there."""
+    on_gpu: bool = setting(
+        False,
+        flag="--post-on-gpu",
+        help="post-process (NMS, top-k) on the GPU, then copy only the results back",
+    )
 
 
 @dataclass(kw_only=True)
 class ModelConfig:
     """Which model runs, where, and how."""
 
-    name: str
-    """A torchvision model name, e.g. ``resnet50``, ``vit_b_16``, ``ssd300_vgg16``."""
-    mode: str = "inference"
-    """``inference`` or ``retrain`` (frozen backbone, new head, virtual labels, optimizer step)."""
-    weights: str = "none"
-    """``none`` (random weights, works offline), ``DEFAULT`` (torchvision's download) or a state-dict path."""
-    on_gpu: bool = False
-    """Run the model on CUDA (the seed's ``--infer-on-gpu``)."""
-    compile: bool = False
-    """Wrap the model in ``torch.compile``."""
-    compile_backend: str = "inductor"
-    """The ``torch.compile`` backend."""
-    amp: bool = False
-    """Automatic mixed precision: float16 on CUDA, bfloat16 on CPU."""
-    num_classes: int = 10
-    """Retrain mode: classes of the replaced head (labels are virtual)."""
-    learning_rate: float = 0.01
-    """Retrain mode: SGD learning rate for the head."""
-    split_point: str | None = None
-    """``MODEL:LAYER`` or ``LAYER``: the model up to LAYER runs on the CPU, the rest on the model's device."""
+    name: str = setting(
+        flag="--model-name",
+        metavar="NAME",
+        group=SEED_WORKER,
+        help="torchvision model: resnet50, vit_b_16, ssd300_vgg16, ... (`framescope models`)",
+    )
+    mode: Literal["inference", "retrain"] = setting(
+        "inference",
+        flag="--mode",
+        group=SEED_WORKER,
+        help="inference, or retrain (frozen backbone, new head)",
+    )
+    weights: str = setting(
+        "none",
+        flag="--weights",
+        metavar="WEIGHTS",
+        help="none (random, offline), DEFAULT (torchvision download) or a state-dict path",
+    )
+    on_gpu: bool = setting(False, flag="--infer-on-gpu", group=SEED_WORKER, help="run the model on the GPU")
+    compile: bool = setting(
+        False, flag="--enable-compile", group=SEED_WORKER, help="wrap the model in torch.compile"
+    )
+    compile_backend: str = setting(
+        "inductor", flag="--compile-backend", metavar="NAME", help="torch.compile backend"
+    )
+    amp: bool = setting(
+        False,
+        flag="--use-amp",
+        group=SEED_WORKER,
+        help="mixed precision: float16 on CUDA, bfloat16 on CPU",
+    )
+    num_classes: int = setting(10, flag="--num-classes", metavar="N", help="retrain: classes of the new head")
+    learning_rate: float = setting(0.01, flag="--lr", metavar="LR", help="retrain: SGD learning rate")
+    split_point: str | None = setting(
+        None,
+        flag="--split-point",
+        metavar="MODEL:LAYER",
+        group=SEED_WORKER,
+        help="run the model up to LAYER on the CPU, the rest on the model's device; the transfer is timed "
+        "(framescope models --split-points MODEL lists layers)",
+    )
 
     def __post_init__(self) -> None:
         _require_text(self.name, "model name is empty; pass --model-name, e.g. --model-name resnet50.")
@@ -239,18 +438,21 @@ class ModelConfig:
         _positive_number(self.learning_rate, "learning_rate", "--lr", unit=None, example="0.01")
 
 
+MODES = _choices_of(ModelConfig, "mode")
+
+
 @dataclass(kw_only=True)
 class ProfileConfig:
     """The torch.profiler window (wait, warm-up and active steps), written as a Chrome/Perfetto trace."""
 
-    enabled: bool = False
-    """Record a torch.profiler window (``--torch-profile`` or ``ENABLE_PROFILING=1``)."""
-    wait: int = 1
-    """Steps to skip before the profiler starts warming up."""
-    warmup: int = 1
-    """Steps the profiler traces but discards."""
-    active: int = 3
-    """Steps recorded into the trace."""
+    enabled: bool = setting(
+        False,
+        flag="--torch-profile",
+        help="write a torch.profiler trace (also ENABLE_PROFILING=1)",
+    )
+    wait: int = setting(1, flag="--profile-wait", metavar="N", help="profiler: steps before warming up")
+    warmup: int = setting(1, flag="--profile-warmup", metavar="N", help="profiler: traced, discarded steps")
+    active: int = setting(3, flag="--profile-active", metavar="N", help="profiler: recorded steps")
 
     def __post_init__(self) -> None:
         _non_negative_int(self.wait, "profile_wait", "--profile-wait")
@@ -277,75 +479,71 @@ class RunConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
-    batch_size: int = 1
-    """Frames per batch; the last batch of a finite input may be shorter."""
-    pipeline: str = "sync"
-    """``sync``: each stage in turn (the seed's loop). ``async``: reading, decoding and preprocessing run
-    ahead of the model in a producer thread."""
-    prefetch: int = 2
-    """Async: batches the producer may have ready ahead of the model (the queue's bound)."""
-    deadline_ms: float | None = None
-    """Live inputs: a frame is on time when its result is ready within this many ms of when it was due;
-    None means the time to fill a batch plus one frame interval, (batch_size + 1) / fps."""
-    max_steps: int | None = None
-    """Stop after this many batches (warm-up included); ``None`` runs to the end of the input."""
-    warmup_steps: int = 2
-    """Leading batches recorded in the CSV but kept out of the steady-state summary."""
-    core_bind: str = "all"
-    """CPU cores to bind the process to (``0-3``, ``0,2,5``, ``all``); torch threads follow."""
-    torch_threads: int | None = None
-    """Torch intra-op threads; ``None`` uses one per bound core."""
-    output_dir: str = "runs"
-    """Parent directory of run directories."""
-    run_name: str | None = None
-    """Name of this run's directory under ``output_dir``; default ``{model}_{date-time}_P{pid}``."""
-    seed: int = 0
-    """Seed for random weights, virtual labels and synthetic frames, so runs are repeatable."""
-    progress: str = "auto"
-    """``auto`` (a bar on a terminal, log lines otherwise), ``bar``, ``log`` or ``none``."""
+    batch_size: int = setting(1, flag="--batch-size", metavar="N", group=SEED_WORKER, help="frames per batch")
+    pipeline: Literal["sync", "async"] = setting(
+        "sync",
+        flag="--pipeline",
+        help="sync: each stage in turn (the seed's loop); async: reading, decoding and preprocessing run "
+        "ahead of the model in a producer thread",
+    )
+    prefetch: int = setting(
+        2,
+        flag="--prefetch",
+        metavar="N",
+        help="async: batches the producer may have ready ahead of the model",
+    )
+    deadline_ms: float | None = setting(
+        None,
+        flag="--deadline-ms",
+        metavar="MS",
+        help="live inputs: a frame is on time when its result is ready within MS of it being due",
+        default_text="(batch size + 1) frame intervals",
+    )
+    max_steps: int | None = setting(
+        None,
+        flag="--max-steps",
+        metavar="N",
+        group=SEED_WORKER,
+        help="stop after N batches (warm-up included)",
+        default_text="until the input ends",
+    )
+    warmup_steps: int = setting(
+        2, flag="--warmup-steps", metavar="N", help="leading steps kept out of the summary"
+    )
+    core_bind: str = setting(
+        "all",
+        flag="--core-bind",
+        metavar="CORES",
+        group=SEED_WORKER,
+        help="bind to cores: 0-3, 0,2,5 or all; torch threads follow (Linux)",
+    )
+    torch_threads: int | None = setting(
+        None,
+        flag="--torch-threads",
+        metavar="N",
+        help="torch intra-op threads",
+        default_text="one per bound core",
+    )
+    output_dir: str = setting(
+        "runs", flag="--output-dir", metavar="DIR", help="parent directory of run directories"
+    )
+    run_name: str | None = setting(
+        None,
+        flag="--run-name",
+        metavar="NAME",
+        help="this run's directory name",
+        default_text="MODEL_DATE-TIME_PPID",
+    )
+    seed: int = setting(
+        0, flag="--seed", metavar="N", help="seed for random weights, labels and synthetic frames"
+    )
+    progress: Literal["auto", "bar", "log", "none"] = setting(
+        "auto", flag="--progress", help="auto: a bar on a terminal, log lines otherwise"
+    )
 
-    # Flat names (the seed's flags with underscores) -> path in the nested config.
-    FLAT_FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {
-        "model_name": ("model", "name"),
-        "mode": ("model", "mode"),
-        "weights": ("model", "weights"),
-        "infer_on_gpu": ("model", "on_gpu"),
-        "enable_compile": ("model", "compile"),
-        "compile_backend": ("model", "compile_backend"),
-        "use_amp": ("model", "amp"),
-        "num_classes": ("model", "num_classes"),
-        "lr": ("model", "learning_rate"),
-        "split_point": ("model", "split_point"),
-        "input_path": ("source", "input_path"),
-        "decoder": ("source", "decoder"),
-        "decode_threads": ("source", "decode_threads"),
-        "decode_on_gpu": ("source", "decode_on_gpu"),
-        "decode_size": ("source", "decode_size"),
-        "open_timeout": ("source", "open_timeout_s"),
-        "read_timeout": ("source", "read_timeout_s"),
-        "source_fps": ("source", "source_fps"),
-        "live_buffer": ("source", "live_buffer"),
-        "reconnect_for": ("source", "reconnect_for_s"),
-        "prep_level": ("preprocess", "level"),
-        "prep_on_gpu": ("preprocess", "on_gpu"),
-        "post_on_gpu": ("postprocess", "on_gpu"),
-        "torch_profile": ("profile", "enabled"),
-        "profile_wait": ("profile", "wait"),
-        "profile_warmup": ("profile", "warmup"),
-        "profile_active": ("profile", "active"),
-        "batch_size": ("batch_size",),
-        "pipeline": ("pipeline",),
-        "prefetch": ("prefetch",),
-        "deadline_ms": ("deadline_ms",),
-        "max_steps": ("max_steps",),
-        "warmup_steps": ("warmup_steps",),
-        "core_bind": ("core_bind",),
-        "torch_threads": ("torch_threads",),
-        "output_dir": ("output_dir",),
-        "run_name": ("run_name",),
-        "seed": ("seed",),
-        "progress": ("progress",),
-    }
+    FLAT_FIELDS: ClassVar[dict[str, tuple[str, ...]]]
+    """Flat name (the seed's flag with underscores) -> path in the nested config, from the fields' settings;
+    set below the class."""
 
     def __post_init__(self) -> None:
         _positive_int(self.batch_size, "batch_size", "--batch-size")
@@ -452,19 +650,14 @@ class RunConfig:
         return RunConfig.from_dict(data)
 
 
+RunConfig.FLAT_FIELDS = {s.name: s.path for s in flat_settings(RunConfig)}
+PIPELINES = _choices_of(RunConfig, "pipeline")
+PROGRESS_MODES = _choices_of(RunConfig, "progress")
+
+
 def flat_defaults() -> dict[str, Any]:
     """The default of every flat setting (``None`` where there is none), for help texts."""
-    defaults: dict[str, Any] = {}
-    for flat, path in RunConfig.FLAT_FIELDS.items():
-        owner: type[Any] = SECTIONS[path[0]] if len(path) == 2 else RunConfig
-        spec = next(f for f in dataclasses.fields(owner) if f.name == path[-1])
-        if spec.default is not dataclasses.MISSING:
-            defaults[flat] = spec.default
-        elif spec.default_factory is not dataclasses.MISSING:
-            defaults[flat] = spec.default_factory()
-        else:
-            defaults[flat] = None
-    return defaults
+    return {s.name: None if s.required else s.default for s in flat_settings(RunConfig)}
 
 
 def _build_section(kind: type[Any], name: str, value: Any) -> Any:
@@ -494,31 +687,24 @@ def _unknown(problem: str, key: object, options: Iterable[str], kind: str = "key
     return f"{problem}; valid {kind}, closest first: {', '.join(_closest_first(key, options))}."
 
 
-IMAGE_FORMATS = ("png", "jpg")
-
-
 @dataclass(kw_only=True)
 class ExtractConfig:
     """``framescope extract-frames``: frames of a video, sampled by presentation time, written as images."""
 
-    input: str
-    """A video file or stream URL (anything ``run`` reads from a file or URL)."""
-    output: str
-    """Directory for the images; created if missing."""
-    fps: float = 1.0
-    """Frames per second of video to keep; fractional values such as 0.5 (one frame every 2 s) work."""
-    prefix: str = "frame_"
-    """File name prefix; the image index and the frame's time follow: ``frame_000003_00006000ms``."""
-    format: str = "png"
-    """``png`` or ``jpg``."""
-    start_s: float = 0.0
-    """Seconds into the video where sampling starts."""
-    end_s: float | None = None
-    """Seconds into the video where sampling stops (inclusive); None: the end."""
-    quality: int = 95
-    """JPEG quality, 1-100."""
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 10.0
+    input: str = setting(flag="--input", aliases=("-i",), metavar="VIDEO", help="video file or stream URL")
+    output: str = setting(flag="--output", aliases=("-o",), metavar="DIR", help="directory for the images")
+    fps: float = setting(
+        1.0, flag="--fps", help="frames per second of video to keep; 0.5 keeps one frame every 2 s"
+    )
+    prefix: str = setting("frame_", flag="--prefix", help="file name prefix")
+    format: Literal["png", "jpg"] = setting("png", flag="--format", help="image format")
+    start_s: float = setting(0.0, flag="--start", metavar="S", help="start at S seconds")
+    end_s: float | None = setting(
+        None, flag="--end", metavar="S", help="stop after S seconds", default_text="the end"
+    )
+    quality: int = setting(95, flag="--quality", metavar="Q", help="JPEG quality 1-100")
+    open_timeout_s: float = setting(10.0, flag="--open-timeout", metavar="S", help="stream open time-out")
+    read_timeout_s: float = setting(10.0, flag="--read-timeout", metavar="S", help="stream read time-out")
 
     def __post_init__(self) -> None:
         _require_text(self.input, "-i/--input is empty; pass the video to extract frames from.")
@@ -559,26 +745,38 @@ class ExtractConfig:
         )
 
 
+IMAGE_FORMATS = _choices_of(ExtractConfig, "format")
+
+
 @dataclass(kw_only=True)
 class AnnotateConfig:
     """``framescope annotate``: detect objects in a folder of images; write boxed images and COCO JSON."""
 
-    input: str
-    """Directory of images (nested folders and mixed sizes are fine)."""
-    output: str
-    """Directory for the annotated images (same relative paths) and ``annotations.json``."""
-    model_name: str = "fasterrcnn_resnet50_fpn_v2"
-    """Any torchvision detection model."""
-    threshold: float = 0.7
-    """Keep detections scoring at least this (0-1)."""
-    batch_size: int = 4
-    """Images per forward pass."""
-    device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
-    weights: str = "DEFAULT"
-    """``DEFAULT`` (torchvision's trained weights, downloaded), a state-dict path, or ``none`` (random)."""
-    seed: int = 0
-    """Seed for random weights (``--weights none``)."""
+    input: str = setting(
+        flag="--input", aliases=("-i",), metavar="DIR", help="directory of images (nested is fine)"
+    )
+    output: str = setting(
+        flag="--output",
+        aliases=("-o",),
+        metavar="DIR",
+        help="directory for annotated images and annotations.json",
+    )
+    model_name: str = setting(
+        "fasterrcnn_resnet50_fpn_v2",
+        flag="--model_name",
+        aliases=("--model-name",),
+        metavar="NAME",
+        help="torchvision detection model",
+    )
+    threshold: float = setting(0.7, flag="--threshold", help="minimum score kept")
+    batch_size: int = setting(4, flag="--batch-size", metavar="N", help="images per forward pass")
+    device: str = setting("auto", flag="--device", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    weights: str = setting(
+        "DEFAULT",
+        flag="--weights",
+        help="DEFAULT (torchvision's trained weights, downloaded), a state-dict path, or none (random)",
+    )
+    seed: int = setting(0, flag=None, help="seed for random weights (--weights none)")
 
     def __post_init__(self) -> None:
         _require_text(self.input, "-i is empty; pass a directory of images.")

@@ -8,52 +8,18 @@ from rich.console import Console
 from rich.progress import TextColumn
 
 from framescope.cli._console import tool_progress
-from framescope.config import IMAGE_FORMATS, ExtractConfig
+from framescope.cli._flags import add_setting_arguments, config_from_flags
+from framescope.config import ExtractConfig
 
 
 def add_extract_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "--input", required=True, metavar="VIDEO", help="video file or stream URL")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the images")
-    parser.add_argument(
-        "--fps",
-        type=float,
-        default=1.0,
-        help="frames per second of video to keep; 0.5 keeps one frame every 2 s (default: 1.0)",
-    )
-    parser.add_argument("--prefix", default="frame_", help="file name prefix (default: frame_)")
-    parser.add_argument("--format", choices=IMAGE_FORMATS, default="png", help="image format (default: png)")
-    parser.add_argument(
-        "--start", type=float, default=0.0, metavar="S", help="start at S seconds (default: 0)"
-    )
-    parser.add_argument(
-        "--end", type=float, default=None, metavar="S", help="stop after S seconds (default: the end)"
-    )
-    parser.add_argument(
-        "--quality", type=int, default=95, metavar="Q", help="JPEG quality 1-100 (default: 95)"
-    )
-    parser.add_argument(
-        "--open-timeout", type=float, default=10.0, metavar="S", help="stream open time-out (default: 10)"
-    )
-    parser.add_argument(
-        "--read-timeout", type=float, default=10.0, metavar="S", help="stream read time-out (default: 10)"
-    )
+    add_setting_arguments(parser, ExtractConfig)
 
 
 def extract_command(args: argparse.Namespace) -> int:
     from framescope.tools.extract import extract_frames
 
-    config = ExtractConfig(
-        input=args.input,
-        output=args.output,
-        fps=args.fps,
-        prefix=args.prefix,
-        format=args.format,
-        start_s=args.start,
-        end_s=args.end,
-        quality=args.quality,
-        open_timeout_s=args.open_timeout,
-        read_timeout_s=args.read_timeout,
-    )
+    config = config_from_flags(ExtractConfig, args)
     console = Console(highlight=False)
     with tool_progress(console, "extracting", TextColumn("{task.fields[position]}")) as progress:
         task = progress.add_task("extract", total=None, position="")

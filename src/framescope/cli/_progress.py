@@ -23,9 +23,9 @@ from rich.table import Table
 from framescope._observer import RunObserver, StartInfo
 from framescope._secrets import redact, redact_value
 from framescope.instrument.clock import Clock, monotonic
-from framescope.records import RunResult
-from framescope.records._schema import STAGE_COLUMNS
+from framescope.records import Row, RunResult
 from framescope.report.console import summary_lines, summary_table, system_table
+from framescope.stages import Stage
 
 LOG_INTERVAL_S = 5.0
 FPS_WINDOW_S = 2.0
@@ -98,19 +98,19 @@ class ConsoleObserver(RunObserver):
             self._progress.start()
             self._task = self._progress.add_task("profiling", total=info.expected_steps, fps="")
 
-    def _live_fps(self, row: dict[str, Any]) -> float | None:
-        now = row["step_start_s"] + row["total_step_latency_ms"] / 1000.0
-        self._recent.append((now, row["frames"]))
+    def _live_fps(self, row: Row) -> float | None:
+        now = row.step_start_s + row.total_step_latency_ms / 1000.0
+        self._recent.append((now, row.frames))
         while len(self._recent) > 2 and now - self._recent[0][0] > FPS_WINDOW_S:
             self._recent.popleft()
         if len(self._recent) < 2:
-            return row["fps"]
+            return row.fps
         span = now - self._recent[0][0]
         frames = sum(f for _, f in list(self._recent)[1:])
         return frames / span if span > 0 else None
 
-    def on_step(self, row: dict[str, Any]) -> None:
-        self._frames += row["frames"]
+    def on_step(self, row: Row) -> None:
+        self._frames += row.frames
         fps = self._live_fps(row)
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=1, fps=f"{fps:.1f} FPS" if fps else "")
@@ -119,12 +119,12 @@ class ConsoleObserver(RunObserver):
             if now - self._last_log >= LOG_INTERVAL_S:
                 self._last_log = now
                 stages = "  ".join(
-                    f"{stage} {row[column]:.1f} ms"
-                    for stage, column in STAGE_COLUMNS.items()
-                    if row.get(column) is not None
+                    f"{stage} {ms:.1f} ms"
+                    for stage in Stage.work()
+                    if (ms := row.stage_ms(stage)) is not None
                 )
                 self.console.print(
-                    f"step {row['step']}: {self._frames} frames, {fps or 0:.1f} FPS; {stages}", markup=False
+                    f"step {row.step}: {self._frames} frames, {fps or 0:.1f} FPS; {stages}", markup=False
                 )
 
     def on_warning(self, message: str) -> None:

@@ -100,20 +100,3 @@ class CpuLoadMeter:
         # the watched cores are the process's affinity, so it and the others share at most all of them
         others = min(share((busy - self._busy) - (own - self._own)), cores - ours)
         return CpuLoad(seconds, cores, ours, others, share(steal - self._steal))
-
-
-def load_warnings(load: CpuLoad, when: str) -> list[str]:
-    """Warnings worth a user's attention for a measured window (``when``: "during set-up", ...)."""
-    warnings = []
-    if load.others is not None and load.others >= 0.25:
-        warnings.append(
-            f"other processes kept {load.others:.2f} of the {load.cores} bound core(s) busy {when}: they "
-            "compete with the pipeline and inflate its timings; profile on a quiet machine or bind other "
-            "cores."
-        )
-    if load.steal is not None and load.steal >= 0.1:
-        warnings.append(
-            f"the hypervisor took {load.steal:.2f} core(s) away from this VM {when} (steal time): timings "
-            "include waiting for the host; compare runs side by side."
-        )
-    return warnings

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from framescope.instrument.spans import _NVTX_POP, _NVTX_PUSH
+from framescope.instrument.spans import nvtx_pop, nvtx_push
 
 CUDA_EVENTS = "cuda-events"
 
@@ -71,7 +71,7 @@ class _EventSpan:
         self.index = -1
 
     def __enter__(self) -> None:
-        _NVTX_PUSH(self.name)
+        nvtx_push(self.name)
         timer = self.timer
         start = timer.new_event()
         start.record()
@@ -88,7 +88,7 @@ class _EventSpan:
             timer._intervals[self.index].end = end
             timer._open.pop()
         finally:
-            _NVTX_POP()
+            nvtx_pop()
 
 
 class EventTimer:

@@ -41,17 +41,18 @@ def _nvtx_functions() -> tuple[Callable[[str], object], Callable[[], object]]:
     return push, pop
 
 
-_NVTX_PUSH, _NVTX_POP = _nvtx_functions()
+nvtx_push, nvtx_pop = _nvtx_functions()
+"""Open and close an NVTX range by name (no-ops where torch has no NVTX): for other timers' spans."""
 
 
 @contextmanager
 def nvtx_range(name: str) -> Iterator[None]:
     """An NVTX range (visible in Nsight Systems); harmless without a GPU or profiler attached."""
-    _NVTX_PUSH(name)
+    nvtx_push(name)
     try:
         yield
     finally:
-        _NVTX_POP()
+        nvtx_pop()
 
 
 class _Span:
@@ -68,7 +69,7 @@ class _Span:
         self._children = 0.0
 
     def __enter__(self) -> None:
-        _NVTX_PUSH(self.name)
+        nvtx_push(self.name)
         # record_function costs ~10 us even with no profiler listening; only pay it while one records.
         if torch.autograd._profiler_enabled():
             self._function = torch.profiler.record_function(self.name)
@@ -100,7 +101,7 @@ class _Span:
             if self._function is not None:
                 self._function.__exit__(None, None, None)
                 self._function = None
-            _NVTX_POP()
+            nvtx_pop()
 
 
 class StageTimer:

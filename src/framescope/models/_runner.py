@@ -75,8 +75,10 @@ def _as_list(batch: Batch) -> list[torch.Tensor]:
     return list(batch) if isinstance(batch, torch.Tensor) else batch
 
 
-class InferenceRunner:
-    """``model.eval()`` under ``torch.inference_mode``."""
+class _Runner:
+    """What both runners share: how they are made. ``device`` is where the model's output lives; with a split
+    point the first part runs on the CPU and ``span`` times the transfer between the parts; ``seed`` seeds
+    the retrain mode's new head and virtual labels."""
 
     def __init__(
         self,
@@ -85,12 +87,24 @@ class InferenceRunner:
         config: ModelConfig,
         device: torch.device,
         *,
+        seed: int = 0,
         span: SpanFactory | None = None,
     ) -> None:
-        _refuse_detection_split(task, config)
+        _refuse_detection_split(task, config)  # before anything is frozen or moved
         self.task = task
         self.device = device
         self.amp = config.amp
+        self._set_up(model, config, seed, span)
+
+    def _set_up(self, model: nn.Module, config: ModelConfig, seed: int, span: SpanFactory | None) -> None:
+        raise NotImplementedError
+
+
+class InferenceRunner(_Runner):
+    """``model.eval()`` under ``torch.inference_mode``."""
+
+    def _set_up(self, model: nn.Module, config: ModelConfig, seed: int, span: SpanFactory | None) -> None:
+        task, device = self.task, self.device
         if task == "detection":
             # The model stage stops at the raw head outputs; box decoding, filtering and NMS are the
             # post stage (framescope.postprocess). Compilation covers the backbone, the heavy part.
@@ -114,7 +128,7 @@ class InferenceRunner:
         return self(batch)
 
 
-class RetrainRunner:
+class RetrainRunner(_Runner):
     """The seed's online learning: train mode, frozen backbone, a fresh head trained on virtual labels.
 
     Classification and segmentation models get their ``fc`` / ``heads`` / ``head`` / ``classifier`` output
@@ -122,20 +136,8 @@ class RetrainRunner:
     but the backbone on one virtual box per image.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        task: str,
-        config: ModelConfig,
-        device: torch.device,
-        *,
-        seed: int = 0,
-        span: SpanFactory | None = None,
-    ) -> None:
-        _refuse_detection_split(task, config)  # before the model's parameters are frozen
-        self.task = task
-        self.device = device
-        self.amp = config.amp
+    def _set_up(self, model: nn.Module, config: ModelConfig, seed: int, span: SpanFactory | None) -> None:
+        task, device = self.task, self.device
         self.num_classes = config.num_classes
         if task == "detection":
             backbone = getattr(model, "backbone", None)
@@ -264,16 +266,8 @@ Runner = InferenceRunner | RetrainRunner
 
 
 def make_runner(
-    model: nn.Module,
-    task: str,
-    config: ModelConfig,
-    device: torch.device,
-    *,
-    seed: int = 0,
-    span: SpanFactory | None = None,
+    model: nn.Module, task: str, config: ModelConfig, device: torch.device, **options: Any
 ) -> Runner:
-    """The runner for ``config.mode``. ``device`` is where the model's output lives; with a split point the
-    first part runs on the CPU and ``span`` times the transfer between the parts."""
-    if config.mode == "retrain":
-        return RetrainRunner(model, task, config, device, seed=seed, span=span)
-    return InferenceRunner(model, task, config, device, span=span)
+    """The runner for ``config.mode`` (``options``: ``seed``, ``span``, as :class:`_Runner` takes them)."""
+    runner = RetrainRunner if config.mode == "retrain" else InferenceRunner
+    return runner(model, task, config, device, **options)

@@ -1,35 +1,35 @@
-"""The pipeline: batching, thread budget and the loop that runs every stage inside a span."""
+"""The pipeline: batching, the thread budget and the loops that run every stage inside a span."""
 
 from framescope.pipeline._async import Producer, run_async
 from framescope.pipeline._batcher import collate, read_frames
-from framescope.pipeline._loop import Row, build_row, run_sync
-from framescope.pipeline._stages import MODEL_STAGE, Stage, StepPlan, copy_stage, move, plan_stages
+from framescope.pipeline._loop import run_sync
+from framescope.pipeline._stages import PlannedStage, StepPlan, copy_stage, move, plan_stages
+from framescope.pipeline._step import FramesInfo, LiveCounts, LoopSettings, StepTiming
 from framescope.pipeline._threads import (
     ThreadPlan,
     bind_cores,
     configure_threads,
-    cpu_wait_warnings,
-    idle_core_warnings,
     plan_threads,
     restore_threads,
 )
+from framescope.pipeline._timers import Timers
 from framescope.pipeline._trial import ThreadTrial, trial_candidates, trial_fits
 
 __all__ = [
-    "MODEL_STAGE",
+    "FramesInfo",
+    "LiveCounts",
+    "LoopSettings",
+    "PlannedStage",
     "Producer",
-    "Row",
-    "Stage",
     "StepPlan",
+    "StepTiming",
     "ThreadPlan",
     "ThreadTrial",
+    "Timers",
     "bind_cores",
-    "build_row",
     "collate",
     "configure_threads",
     "copy_stage",
-    "cpu_wait_warnings",
-    "idle_core_warnings",
     "move",
     "plan_stages",
     "plan_threads",

@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -24,18 +23,18 @@ from typing import Any
 
 import torch
 
-from framescope.instrument import Clock, ProfilerWindow, StageTimer, nvtx_range
+from framescope.instrument import StageTimer, nvtx_range
 from framescope.instrument.events import DeviceEvent, EventTimer, PendingSamples, cuda_event
 from framescope.models import on_device
 from framescope.pipeline._batcher import read_batch
-from framescope.pipeline._loop import LiveCounter, Row, build_row
+from framescope.pipeline._loop import loss_value
 from framescope.pipeline._omp import limit_this_thread
-from framescope.pipeline._stages import Stage, StepPlan, move, run_stages
+from framescope.pipeline._stages import PlannedStage, StepPlan, move, run_stages
+from framescope.pipeline._step import FramesInfo, LiveCounter, LoopSettings, StepTiming
 from framescope.pipeline._trial import ThreadTrial
-from framescope.records import PRODUCER_STAGES
 from framescope.sources import Frame, Source
+from framescope.stages import PRODUCER_STAGES, Stage
 
-QUEUE_WAIT = "queue_wait"
 _END = object()
 _POLL_S = 0.1
 
@@ -83,10 +82,12 @@ def _use_on_current_stream(value: Any) -> None:
             _use_on_current_stream(item)
 
 
-def _timed(timer: StageTimer, events: EventTimer | None) -> Callable[[Stage], AbstractContextManager[Any]]:
+def _timed(
+    timer: StageTimer, events: EventTimer | None
+) -> Callable[[PlannedStage], AbstractContextManager[Any]]:
     """Spans for a stage: CUDA events for work on the GPU where ``events`` is given, the host timer else."""
 
-    def timed(stage: Stage) -> AbstractContextManager[Any]:
+    def timed(stage: PlannedStage) -> AbstractContextManager[Any]:
         span = events.span if events is not None and stage.on_gpu else timer.span
         return span(stage.name)
 
@@ -99,32 +100,36 @@ class Producer:
     def __init__(
         self,
         source: Source,
-        stages: list[Stage],
+        stages: list[PlannedStage],
+        loop: LoopSettings,
         *,
-        batch_size: int,
         depth: int,
-        clock: Clock,
         new_event: Callable[[], DeviceEvent] = cuda_event,
         batch_device: torch.device | None = None,
+        timer: StageTimer | None = None,
+        events: EventTimer | None = None,
     ) -> None:
+        """``timer`` and ``events`` time the producer's host and device stages (made here when not given:
+        the run makes them first, because the source it opens early decodes inside their spans)."""
         self.source = source
         # copies to the device come from pinned memory (stacked there while reading) and do not block
         self.stages = [
             dataclasses.replace(stage, run=functools.partial(_async_copy, device=stage.device))
-            if stage.name == "h2d"
+            if stage.name == Stage.H2D
             else stage
             for stage in stages
         ]
-        self.pin = bool(stages) and stages[0].name == "h2d" and stages[0].on_gpu
+        self.pin = bool(stages) and stages[0].name == Stage.H2D and stages[0].on_gpu
         self.decode_on_gpu = batch_device is not None and batch_device.type == "cuda"
-        self.batch_size = batch_size
-        self.clock = clock
+        self.batch_size = loop.batch_size
         self.new_event = new_event
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="framescope-producer", daemon=True)
         self.gpu = self.decode_on_gpu or any(stage.on_gpu for stage in stages)
         self.stream: Any = torch.cuda.Stream() if self.gpu else None
+        self.timer = timer or StageTimer(loop.clock)
+        self.events = (events or EventTimer(new_event)) if self.gpu else None
         self.tag: Any = None
         """Set by the consumer; stamped on each batch when the producer starts it."""
 
@@ -140,7 +145,8 @@ class Producer:
                 continue
         return False
 
-    def _produce(self, timer: StageTimer, events: EventTimer | None) -> Produced | None:
+    def _produce(self) -> Produced | None:
+        timer, events = self.timer, self.events
         timer.reset()
         tag = self.tag
         ready = None
@@ -148,7 +154,7 @@ class Producer:
         # there (torchcodec converts NVDEC's output on the current stream) and their stacking must be ordered
         # before the preprocessing that reads them, and their memory belongs to this stream's pool.
         with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
-            with timer.span("read"):
+            with timer.span(Stage.READ):
                 read = read_batch(self.source, self.batch_size, pin=self.pin)
             if read is None:
                 return None
@@ -163,12 +169,8 @@ class Producer:
     def _run(self) -> None:
         try:
             limit_this_thread(1)  # preprocessing here must not start a second team of intra-op threads
-            timer = StageTimer(self.clock)
-            events = EventTimer(self.new_event) if self.gpu else None
-            # frames decoded on the GPU are timed on the device, like every other GPU stage
-            self.source.span = events.span if events is not None and self.decode_on_gpu else timer.span
             while not self._stop.is_set():
-                produced = self._produce(timer, events)
+                produced = self._produce()
                 if produced is None:
                     self._put(_END)
                     return
@@ -202,8 +204,7 @@ class Producer:
 class _PendingRow:
     """A step whose row waits for its device work: everything but the device-timed stages is known."""
 
-    fields: dict[str, Any]
-    host_samples: dict[str, float]
+    timing: StepTiming
     device: list[PendingSamples] = field(default_factory=list)
     loss: Any = None
     loss_ready: DeviceEvent | None = None
@@ -212,66 +213,58 @@ class _PendingRow:
     def done(self) -> bool:
         return all(p.done() for p in self.device) and (self.loss_ready is None or self.loss_ready.query())
 
-    def finish(self) -> Row:
+    def finish(self) -> StepTiming:
         if self.loss_ready is not None:
             self.loss_ready.synchronize()  # returns at once after done(); waits at the end of a run
-        samples = dict(self.host_samples)
+        samples = self.timing.samples
         for pending in self.device:
             for stage, seconds in pending.resolve().items():
                 samples[stage] = samples.get(stage, 0.0) + seconds
-        return build_row(samples=samples, loss=self.loss, **self.fields)
+        self.timing.loss = loss_value(self.loss)  # read only now: a device loss's copy is done
+        return self.timing
 
 
 def run_async(
     source: Source,
     plan: StepPlan,
+    loop: LoopSettings,
     *,
-    batch_size: int,
-    timer: StageTimer,
-    clock: Clock,
-    max_steps: int | None,
-    warmup_steps: int,
-    profiler: ProfilerWindow,
-    on_row: Callable[[Row], None],
     depth: int = 2,
-    cpu_clock: Callable[[], float] = time.process_time,
     new_event: Callable[[], DeviceEvent] = cuda_event,
     events: EventTimer | None = None,
+    producer_timer: StageTimer | None = None,
+    producer_events: EventTimer | None = None,
     trial: ThreadTrial | None = None,
 ) -> int:
-    """The model's side of the pipeline; the producer runs ``plan``'s stages before the model. Rows go to
-    ``on_row`` in step order, each once its device work (if any) is done. GPU stages on this side are timed
-    by ``events`` (made here when not given). With a ``trial``, the steps right after the warm-up measure its
-    candidate thread plans (recorded as warm-up steps) and the faster is kept. Returns the number of steps
-    run."""
+    """The model's side of the pipeline; the producer runs ``plan``'s stages before the model. Steps go to
+    ``loop.on_step`` in step order, each once its device work (if any) is done. GPU stages on this side are
+    timed by ``events`` (made here when not given), the producer's by ``producer_timer`` and
+    ``producer_events``. With a ``trial``, the steps right after the warm-up measure its candidate thread
+    plans (recorded as warm-up steps) and the faster is kept. Returns the number of steps run."""
+    timer, clock, cpu_clock = loop.timer, loop.clock, loop.cpu_clock
     ahead, behind = plan.split_at_model()
     producer = Producer(
-        source,
-        ahead,
-        batch_size=batch_size,
-        depth=depth,
-        clock=clock,
-        new_event=new_event,
-        batch_device=plan.batch_device,
-    )
+        source, ahead, loop, depth=depth, new_event=new_event, batch_device=plan.batch_device,
+        timer=producer_timer, events=producer_events,
+    )  # fmt: skip
     if events is None and any(stage.on_gpu for stage in behind):
         events = EventTimer(new_event)
     timed = _timed(timer, events)
     waiting: deque[_PendingRow] = deque()
     # the producer's own work per batch; a live input's read is waiting for frames to arrive
-    producer_stages = [s for s in PRODUCER_STAGES if not (source.info.live and s == "read")]
+    producer_stages = [s for s in PRODUCER_STAGES if not (source.info.live and s is Stage.READ)]
 
     def flush(block: bool) -> None:
         while waiting and (block or waiting[0].done()):
-            on_row(waiting.popleft().finish())
+            loop.on_step(waiting.popleft().finish())
 
     producer.start()
     live = LiveCounter(source)
     step = 0
     first_start: float | None = None
     try:
-        while max_steps is None or step < max_steps:
-            trial_index = step - warmup_steps
+        while loop.max_steps is None or step < loop.max_steps:
+            trial_index = step - loop.warmup_steps
             in_trial = trial is not None and 0 <= trial_index < trial.steps
             if trial is not None and in_trial:
                 producer.tag = trial.begin_step(step, trial_index)
@@ -280,7 +273,7 @@ def run_async(
             cpu_start = cpu_clock()
             start = clock()
             with nvtx_range(f"step {step}"):
-                with timer.span(QUEUE_WAIT):
+                with timer.span(Stage.QUEUE_WAIT):
                     item = producer.get()
                 if item is None:
                     break
@@ -291,28 +284,28 @@ def run_async(
             end = clock()
             if first_start is None:
                 first_start = start
+            frames = FramesInfo.of(item.frames)
             if trial is not None and not trial.chosen:
-                frames = len(item.frames)
                 made_s = sum(item.samples.get(s, 0.0) for s in producer_stages)
-                trial.record_producer(item.tag, made_s, frames)
+                trial.record_producer(item.tag, made_s, frames.count)
                 if in_trial:
-                    busy = end - start - timer.samples.get(QUEUE_WAIT, 0.0)
-                    trial.record_model(trial.schedule[trial_index], busy, frames)
+                    busy = end - start - timer.samples.get(Stage.QUEUE_WAIT, 0.0)
+                    trial.record_model(trial.schedule[trial_index], busy, frames.count)
                     if trial_index == trial.steps - 1:
                         trial.decide()
-            fields = {
-                "step": step,
-                "frames": item.frames,
-                "total_s": end - start,
-                "batch_size": batch_size,
-                "warmup": step < warmup_steps or in_trial,
-                "profiled": profiler.traced(step),
-                "cpu_time_s": cpu_clock() - cpu_start,
-                "step_start_s": start - first_start,
-                "ready_s": end,
-                "live": live.take(),
-                "torch_threads": threads_now,
-            }
+            timing = StepTiming(
+                step=step,
+                samples={**item.samples, **timer.samples},
+                frames=frames,
+                total_s=end - start,
+                warmup=step < loop.warmup_steps or in_trial,
+                profiled=loop.profiler.traced(step),
+                cpu_time_s=cpu_clock() - cpu_start,
+                step_start_s=start - first_start,
+                ready_s=end,
+                live=live.take(),
+                torch_threads=threads_now,
+            )
             loss_ready = None
             if isinstance(loss, torch.Tensor) and loss.is_cuda:
                 # reading a device loss (float(loss)) would make the host wait for the step; copy it to the
@@ -320,14 +313,14 @@ def run_async(
                 loss = loss.detach().to("cpu", non_blocking=True)
                 loss_ready = new_event()
                 loss_ready.record()
-            pending = _PendingRow(fields, {**item.samples, **timer.samples}, loss=loss, loss_ready=loss_ready)
+            pending = _PendingRow(timing, loss=loss, loss_ready=loss_ready)
             if item.device_samples is not None:
                 pending.device.append(item.device_samples)
             if events is not None:
                 pending.device.append(events.take())
             waiting.append(pending)
             flush(block=False)
-            profiler.step()
+            loop.profiler.step()
             step += 1
     finally:
         producer.close()

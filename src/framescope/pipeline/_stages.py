@@ -11,15 +11,17 @@ from typing import Any
 import torch
 
 from framescope.models import StepResult, move, to_host
+from framescope.stages import Stage
 
-MODEL_STAGE = "exec"
 CPU = torch.device("cpu")
 
 
 @dataclass(slots=True)
-class Stage:
-    name: str
-    """The span and column name: ``h2d``, ``prep``, ``d2h``, ``exec``, ``post``."""
+class PlannedStage:
+    """One stage of a step's plan: what runs, and on which device."""
+
+    name: Stage
+    """Which stage this is (its span name and column)."""
     run: Callable[[Any], Any]
     warm_up: Callable[[Any], Any] | None = None
     """A side-effect-free stand-in for warming up (retrain: no optimizer step); default ``run``."""
@@ -36,7 +38,7 @@ class StepPlan:
     """What one step does after reading, in order. The model stage returns a :class:`StepResult`; the
     stages after it get its output, and its loss goes into the row."""
 
-    stages: list[Stage] = field(default_factory=list)
+    stages: list[PlannedStage] = field(default_factory=list)
     batch_device: torch.device = field(default_factory=lambda: CPU)
     """Where batches arrive: the GPU when frames are decoded there (torchcodec with NVDEC)."""
 
@@ -50,14 +52,14 @@ class StepPlan:
             if value is None:
                 return
 
-    def split_at_model(self) -> tuple[list[Stage], list[Stage]]:
+    def split_at_model(self) -> tuple[list[PlannedStage], list[PlannedStage]]:
         """(stages before the model, the model and after): what a producer thread can run ahead."""
-        index = next(i for i, stage in enumerate(self.stages) if stage.name == MODEL_STAGE)
+        index = next(i for i, stage in enumerate(self.stages) if stage.name == Stage.EXEC)
         return self.stages[:index], self.stages[index:]
 
 
 def run_stages(
-    stages: Iterable[Stage], value: Any, timed: Callable[[Stage], AbstractContextManager[Any]]
+    stages: Iterable[PlannedStage], value: Any, timed: Callable[[PlannedStage], AbstractContextManager[Any]]
 ) -> tuple[Any, Any]:
     """Run ``stages`` in order on ``value``, each inside ``timed(stage)``. Returns the last output and the
     model stage's loss (None in inference, or when the model is not among ``stages``)."""
@@ -70,16 +72,18 @@ def run_stages(
     return value, loss
 
 
-def copy_stage(source: torch.device, target: torch.device, run: Callable[[Any], Any] | None = None) -> Stage:
+def copy_stage(
+    source: torch.device, target: torch.device, run: Callable[[Any], Any] | None = None
+) -> PlannedStage:
     """A copy from ``source`` to ``target`` device, named for its direction. A copy to the host is complete
     when the stage ends (:func:`~framescope.models.to_host`): the next stage reads it there."""
-    name = (
-        "h2d" if target.type != "cpu" and source.type == "cpu" else "d2h" if target.type == "cpu" else "d2d"
-    )
+    if (source.type == "cpu") == (target.type == "cpu"):
+        raise ValueError(f"a copy stage goes between the host and a device, not {source} -> {target}")
+    name = Stage.D2H if target.type == "cpu" else Stage.H2D
     gpu_side = target if target.type != "cpu" else source
     if run is None:
         run = to_host if target.type == "cpu" else functools.partial(move, device=target)
-    return Stage(name, run, device=gpu_side)
+    return PlannedStage(name, run, device=gpu_side)
 
 
 def plan_stages(
@@ -99,10 +103,10 @@ def plan_stages(
     decoded on the GPU), preprocessing on ``prep_device``, the model taking input on ``input_device`` and
     leaving output on ``output_device`` (they differ with a split point), then the post-processing on
     ``post_device``; results end on the host. Every device change is its own copy stage."""
-    stages: list[Stage] = []
+    stages: list[PlannedStage] = []
     where = batch_device or CPU
-    prep_stage = Stage("prep", prep, device=prep_device)
-    model_stage = Stage(MODEL_STAGE, model, model_warm_up, device=output_device)
+    prep_stage = PlannedStage(Stage.PREP, prep, device=prep_device)
+    model_stage = PlannedStage(Stage.EXEC, model, model_warm_up, device=output_device)
     for target, stage in ((prep_device, prep_stage), (input_device, model_stage)):
         if target != where:
             stages.append(copy_stage(where, target))
@@ -113,7 +117,7 @@ def plan_stages(
         post_device = post_device or CPU
         if post_device != where:
             stages.append(copy_stage(where, post_device))
-        stages.append(Stage("post", post, device=post_device))
+        stages.append(PlannedStage(Stage.POST, post, device=post_device))
         where = post_device
         if where.type != "cpu":
             stages.append(copy_stage(where, CPU, results_back))

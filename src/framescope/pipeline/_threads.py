@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -30,7 +29,8 @@ class ThreadPlan:
     """Whether ``--core-bind`` changed the affinity."""
     torch_threads: int
     decode_threads: int
-    warnings: list[str] = field(default_factory=list)
+    bind_ignored: bool = False
+    """``--core-bind`` was given where the OS cannot bind (not Linux): the process runs unbound."""
     previous: tuple[list[int] | None, int, int] | None = field(default=None, repr=False)
     """(affinity, torch threads, OpenCV threads) before :func:`configure_threads`, to restore after."""
 
@@ -68,16 +68,15 @@ def set_process_affinity(cores: Iterable[int]) -> None:
             os.sched_setaffinity(int(task), cores)
 
 
-def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, list[str]]:
-    """Bind the process to ``cores`` (None: leave the affinity alone). Returns (cores, bound, warnings)."""
-    warnings: list[str] = []
+def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, bool]:
+    """Bind the process to ``cores`` (None: leave the affinity alone). Returns (cores, bound, ignored):
+    ``ignored`` when cores were asked for where the OS cannot bind."""
     can_bind = hasattr(os, "sched_setaffinity") and sys.platform.startswith("linux")
     current = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     if cores is None:
-        return current, False, warnings
+        return current, False, False
     if not can_bind:
-        warnings.append("--core-bind works on Linux only; the process was not bound.")
-        return current, False, warnings
+        return current, False, True
     total = os.cpu_count() or 0
     missing = [c for c in cores if c >= total]
     if missing:
@@ -93,7 +92,7 @@ def bind_cores(cores: tuple[int, ...] | None) -> tuple[list[int] | None, bool, l
             f"--core-bind {_core_text(list(cores))}: the OS refused (this process may only use cores "
             f"{allowed}, e.g. inside a container); pass cores from that set."
         ) from None
-    return sorted(os.sched_getaffinity(0)), True, warnings
+    return sorted(os.sched_getaffinity(0)), True, False
 
 
 def plan_threads(
@@ -121,13 +120,13 @@ def configure_threads(
     cv2 = import_cv2()
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     previous = (affinity, torch.get_num_threads(), cv2.getNumThreads())
-    bound_cores, bound, warnings = bind_cores(cores)
+    bound_cores, bound, ignored = bind_cores(cores)
     torch_n, decode_n = plan_threads(
         bound_cores, torch_threads=torch_threads, decode_threads=decode_threads, pipeline=pipeline
     )
     torch.set_num_threads(torch_n)
     cv2.setNumThreads(decode_n)
-    return ThreadPlan(bound_cores, bound, torch_n, decode_n, warnings, previous)
+    return ThreadPlan(bound_cores, bound, torch_n, decode_n, ignored, previous)
 
 
 def restore_threads(plan: ThreadPlan) -> None:
@@ -139,55 +138,3 @@ def restore_threads(plan: ThreadPlan) -> None:
         set_process_affinity(affinity)
     torch.set_num_threads(torch_n)
     import_cv2().setNumThreads(cv2_n)
-
-
-WAIT_SHARE_WARN = 0.10
-"""Warn when the process's threads spent at least this share of the time they were ready to run waiting for a
-CPU instead (``/proc`` scheduler statistics, see :mod:`framescope.instrument.sampler`)."""
-IDLE_CORES_WARN = 0.5
-"""Say so when at least this many bound cores sat idle while a stage that could use them set the pace."""
-
-
-def cpu_wait_warnings(
-    wait: dict[str, Any] | None, others: float | None, threads: ThreadPlan, trial: dict[str, Any] | None
-) -> list[str]:
-    """Oversubscription, as measured: the threads waited for a CPU for a stated share of the time. Nothing
-    when they did not, and no advice to drop threads that a thread-plan trial measured to be worth it."""
-    if not wait or wait["wait_share"] < WAIT_SHARE_WARN or wait["run_s"] + wait["wait_s"] < 1.0:
-        return []
-    waiters = sorted(wait["by_thread"].items(), key=lambda item: -item[1].get("delay_s", 0.0))[:2]
-    who = ", ".join(f"{name} waited {times['wait_s']:.1f} s" for name, times in waiters)
-    measured = (
-        f"the threads doing the work waited for a CPU {100 * wait['wait_share']:.0f}% of the time they were "
-        f"ready to run ({who}), so stage times include waiting"
-    )
-    if others is not None and others >= 0.25:
-        return [f"{measured}: other processes kept {others:.2f} core(s) busy; profile on a quiet machine."]
-    if trial and trial.get("chosen") == max(c["torch_threads"] for c in trial["candidates"]):
-        return []  # fewer threads were tried and measured slower: the waiting is the cheaper cost
-    return [
-        f"{measured}: {threads.torch_threads} torch and {threads.decode_threads} decode thread(s) plus "
-        f"framescope's own outnumber the {threads.core_count} core(s); try fewer --torch-threads or "
-        "--decode-threads."
-    ]
-
-
-def idle_core_warnings(
-    pace_column: str | None, ours: float | None, others: float | None, threads: ThreadPlan, trial: bool
-) -> list[str]:
-    """Bound cores left idle while the stage that set the pace could have used more threads."""
-    if pace_column is None or ours is None or others is None or trial:
-        return []
-    idle = threads.core_count - ours - others
-    if idle < IDLE_CORES_WARN:
-        return []
-    if pace_column == "exec_latency_ms" and threads.torch_threads < threads.core_count:
-        stage, have, flag = "the model (exec)", f"{threads.torch_threads} torch thread(s)", "--torch-threads"
-    elif pace_column == "decode_latency_ms" and threads.decode_threads < threads.core_count:
-        stage, have, flag = "decoding", f"{threads.decode_threads} decode thread(s)", "--decode-threads"
-    else:
-        return []
-    return [
-        f"{stage} set the pace on {have} while {idle:.2f} of the {threads.core_count} bound core(s) sat "
-        f"idle; {flag} {threads.core_count} may be faster."
-    ]

@@ -13,7 +13,7 @@ import yaml
 
 from framescope.errors import FramescopeError
 from framescope.records._schema import COLUMNS
-from framescope.records._summary import summarize
+from framescope.records._summary import RUNNING, build_summary
 from framescope.records._writer import CONFIG_FILE, SUMMARY_FILE, SYSTEM_FILE
 
 
@@ -71,12 +71,20 @@ def load_run(path: str | os.PathLike[str]) -> RunResult:
     config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).exists() else {}
     system = json.loads((run_dir / SYSTEM_FILE).read_text()) if (run_dir / SYSTEM_FILE).exists() else {}
     summary_path = run_dir / SUMMARY_FILE
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-    else:
-        summary = summarize(rows)
-        summary["status"] = "incomplete"
-        summary["note"] = "no summary.json (the run was killed); summary recomputed from the rows on disk"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    if summary is None or summary.get("status") == RUNNING:
+        # killed: summarised from its rows, with what it knew when it started (its pipeline above all:
+        # an async run's pace and overlap are not a sync run's), or failing that its config
+        context = summary or {
+            "pipeline": (config or {}).get("pipeline"),
+            "batch_size": (config or {}).get("batch_size"),
+        }
+        summary = build_summary(
+            rows,
+            context,
+            status="incomplete",
+            facts={"note": "the run was killed before it ended; summary recomputed from the rows on disk"},
+        )
     return RunResult(
         run_dir=run_dir, config=config or {}, system=system, rows=rows, summary=summary, csv_path=csvs[0]
     )

@@ -11,6 +11,27 @@ import pandas as pd
 
 from framescope.records._schema import PRODUCER_STAGES, STAGE_COLUMNS, WAIT_COLUMNS
 
+RUNNING = "running"
+"""The status of ``summary.json`` while a run is going (or after it was killed)."""
+
+STATIC_KEYS = (
+    "framescope_version",
+    "started_at",
+    "model",
+    "mode",
+    "pipeline",
+    "batch_size",
+    "timing_method",
+    "source",
+    "decode_size",
+    "deadline_ms",
+    "threads",
+    "setup",
+    "setup_cpu",
+)
+"""What a run knows before its first step; written to summary.json (status ``running``) when it starts, so
+a run killed before its end is summarised from the same context as a finished one."""
+
 PERCENTILES = (50, 95, 99)
 
 
@@ -136,4 +157,23 @@ def summarize(rows: pd.DataFrame, pipeline: str = "sync", deadline_ms: float | N
         summary["live"] = live
     if note:
         summary["note"] = note
+    return summary
+
+
+def build_summary(
+    rows: pd.DataFrame,
+    context: dict[str, Any],
+    *,
+    status: str,
+    error: str | None = None,
+    facts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The run's summary: ``context`` (what was known before the first step: model, source, pipeline,
+    threads, ...), the status, ``facts`` measured at the end (CPU use, the trace, ...), and the statistics
+    of ``rows``, computed for the run's own pipeline and deadline. The same function summarises a finished
+    run and, from its directory, a killed one."""
+    summary: dict[str, Any] = {key: context[key] for key in STATIC_KEYS if key in context}
+    summary.update(status=status, error=error)
+    summary.update(facts or {})
+    summary.update(summarize(rows, str(context.get("pipeline") or "sync"), context.get("deadline_ms")))
     return summary

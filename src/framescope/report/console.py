@@ -7,10 +7,10 @@ from typing import Any
 from rich.table import Table
 
 from framescope.records import RunResult
-from framescope.records._schema import STAGE_COLUMNS
+from framescope.stages import Stage
 
 STAGE_LABELS = (
-    {column: stage for stage, column in STAGE_COLUMNS.items()}
+    {stage.column: stage.value for stage in Stage.work()}
     | {"queue_wait_ms": "queue wait"}
     | {"total_step_latency_ms": "step total"}
 )

@@ -67,6 +67,23 @@ class SourceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How a decoder reads: the run's clock, the span it decodes inside, FFmpeg threads and the time-outs."""
+
+    clock: Clock = monotonic
+    span: SpanFactory = no_span
+    threads: int = 0
+    """FFmpeg decoding threads; 0 leaves the choice to the decoder."""
+    open_timeout_s: float = 10.0
+    """Seconds to wait for a stream or camera to open."""
+    read_timeout_s: float = 10.0
+    """Seconds to wait for a stream's next frame before it counts as stalled."""
+
+
+DEFAULT_OPTIONS = ReadOptions()
+
+
+@dataclass(frozen=True, slots=True)
 class InputTally:
     """How much of a finite input a source delivered, against what its container announced."""
 
@@ -93,13 +110,14 @@ class Source:
 
     info: SourceInfo
 
-    def __init__(self, clock: Clock = monotonic) -> None:
+    def __init__(self, clock: Clock = monotonic, span: SpanFactory = no_span) -> None:
         self.clock = clock
         self.frames_read = 0
         self.frames_skipped = 0
         """Frames or files that could not be decoded and were skipped."""
-        self.span: SpanFactory = no_span
-        """Set by the pipeline: sources mark their decoding with ``self.span(DECODE)``; they never time."""
+        self.span: SpanFactory = span
+        """Given when the source is built: sources mark their decoding with ``self.span(DECODE)`` (the span of
+        the timer of the thread that reads them); they never time."""
         self.output_size: tuple[int, int] | None = None
         """(width, height) to resize to while decoding, where the decoder can; None: the native size."""
         self.warnings: list[str] = []

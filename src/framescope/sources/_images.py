@@ -12,7 +12,7 @@ import numpy as np
 from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, Frame, Source, SourceInfo, SpanFactory, no_span
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (
@@ -59,8 +59,8 @@ def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray | 
 class ImageFolderSource(Source):
     """Reads each image with OpenCV; files that cannot be decoded are skipped, counted and listed."""
 
-    def __init__(self, directory: str, *, clock: Clock = monotonic) -> None:
-        super().__init__(clock)
+    def __init__(self, directory: str, *, clock: Clock = monotonic, span: SpanFactory = no_span) -> None:
+        super().__init__(clock, span)
         self.directory = directory
         self.files: list[Path] = []
         self.skipped_files: list[str] = []

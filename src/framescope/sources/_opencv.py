@@ -9,8 +9,7 @@ import numpy as np
 
 from framescope._cv2 import import_cv2
 from framescope.errors import SourceError
-from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, DEFAULT_OPTIONS, Frame, ReadOptions, Source, SourceInfo
 from framescope.sources._diagnose import stream_sent_no_frame
 from framescope.sources._files import check_video_file, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
@@ -27,20 +26,12 @@ def _fourcc_text(code: float) -> str | None:
 class OpenCVSource(Source):
     """Reads with ``cv2.VideoCapture`` and converts BGR to RGB (part of the read stage, as in the seed)."""
 
-    def __init__(
-        self,
-        spec: SourceSpec,
-        *,
-        clock: Clock = monotonic,
-        threads: int = 0,
-        open_timeout_s: float = 10.0,
-        read_timeout_s: float = 10.0,
-    ) -> None:
-        super().__init__(clock)
+    def __init__(self, spec: SourceSpec, options: ReadOptions = DEFAULT_OPTIONS) -> None:
+        super().__init__(options.clock, options.span)
         self.spec = spec
-        self.threads = threads
-        self.open_timeout_s = open_timeout_s
-        self.read_timeout_s = read_timeout_s
+        self.threads = options.threads
+        self.open_timeout_s = options.open_timeout_s
+        self.read_timeout_s = options.read_timeout_s
         self._cap: Any = None
         self._cv2: Any = None
         self._timed_out = False

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from framescope.errors import SourceError
-from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, DEFAULT_OPTIONS, Frame, ReadOptions, Source, SourceInfo
 from framescope.sources._diagnose import stream_sent_no_frame
 from framescope.sources._files import check_video_file, no_first_frame, not_a_video, stream_lost
 from framescope.sources._spec import SourceSpec
@@ -50,22 +49,15 @@ class PyAVSource(Source):
     """Decodes with PyAV; frames are converted to RGB by FFmpeg's swscale (part of the read stage)."""
 
     def __init__(
-        self,
-        spec: SourceSpec,
-        *,
-        clock: Clock = monotonic,
-        threads: int = 0,
-        open_timeout_s: float = 10.0,
-        read_timeout_s: float = 10.0,
-        on_gpu: bool = False,
+        self, spec: SourceSpec, options: ReadOptions = DEFAULT_OPTIONS, *, on_gpu: bool = False
     ) -> None:
-        super().__init__(clock)
+        super().__init__(options.clock, options.span)
         self.spec = spec
-        self.threads = threads
+        self.threads = options.threads
         self.on_gpu = on_gpu
         """Decode with NVDEC through FFmpeg's CUDA hwaccel (frames are then copied to host memory)."""
-        self.open_timeout_s = open_timeout_s
-        self.read_timeout_s = read_timeout_s
+        self.open_timeout_s = options.open_timeout_s
+        self.read_timeout_s = options.read_timeout_s
         self._container: Any = None
         self._stream: Any = None
         self._packets: Iterator[Any] | None = None

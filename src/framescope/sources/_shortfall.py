@@ -17,8 +17,6 @@ the time test keeps those quiet, since their frames still cover the whole durati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from framescope.sources._base import InputTally, Source
 
 SHORTFALL_TOLERANCE = 0.10
@@ -51,16 +49,3 @@ def input_shortfall(source: Source | InputTally) -> dict[str, int] | None:
         "frames_expected": expected,
         "frames_skipped": tally.frames_skipped,
     }
-
-
-def shortfall_warning(shortfall: Mapping[str, int], uri: str | None = None) -> str:
-    """The one-line warning for an :func:`input_shortfall` result, the same for every decoder."""
-    skipped = shortfall.get("frames_skipped", 0)
-    skipped_text = f", {skipped} undecodable packet(s) or file(s) skipped" if skipped else ""
-    target = uri or "FILE"
-    return (
-        f"the input ended after {shortfall['frames_read']} of the {shortfall['frames_expected']} frames its "
-        f"container announced{skipped_text}: the file may be damaged or truncated; check it with "
-        f"ffmpeg -v error -i {target} -f null - (prints the damage), or try --decoder pyav, which skips "
-        "damaged packets and reads on."
-    )

@@ -7,7 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import Frame, Source, SourceInfo
+from framescope.sources._base import Frame, Source, SourceInfo, SpanFactory, no_span
 
 SYNTHETIC_FPS = 30.0
 _DISTINCT_FRAMES = 8
@@ -48,9 +48,16 @@ class SyntheticSource(Source):
     """Cycles a few pre-generated frames at a nominal 30 FPS; endless unless ``frames`` is given."""
 
     def __init__(
-        self, width: int, height: int, frames: int | None = None, *, seed: int = 0, clock: Clock = monotonic
+        self,
+        width: int,
+        height: int,
+        frames: int | None = None,
+        *,
+        seed: int = 0,
+        clock: Clock = monotonic,
+        span: SpanFactory = no_span,
     ) -> None:
-        super().__init__(clock)
+        super().__init__(clock, span)
         self.width, self.height, self.frames = width, height, frames
         self.seed = seed
         self._images: list[np.ndarray] = []

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 
 from framescope.errors import SourceError
-from framescope.instrument.clock import Clock, monotonic
-from framescope.sources._base import DECODE, Frame, Source, SourceInfo
+from framescope.sources._base import DECODE, DEFAULT_OPTIONS, Frame, ReadOptions, Source, SourceInfo
 from framescope.sources._clips import write_clip
 from framescope.sources._files import check_video_file, not_a_video
 from framescope.sources._spec import SourceSpec
@@ -78,15 +77,15 @@ class TorchCodecSource(Source):
     """Decodes a video file with ``torchcodec.decoders.VideoDecoder``; frames are 3 x H x W uint8 tensors."""
 
     def __init__(
-        self, spec: SourceSpec, *, clock: Clock = monotonic, threads: int = 0, on_gpu: bool = False
+        self, spec: SourceSpec, options: ReadOptions = DEFAULT_OPTIONS, *, on_gpu: bool = False
     ) -> None:
-        super().__init__(clock)
+        super().__init__(options.clock, options.span)
         if spec.kind != "file":
             raise SourceError(
                 f"--decoder torchcodec reads video files; for a {spec.kind} use --decoder pyav or opencv."
             )
         self.spec = spec
-        self.threads = threads
+        self.threads = options.threads
         self.device = torch.device("cuda" if on_gpu else "cpu")
         self._decoder: Any = None
         self._next = 0

@@ -16,7 +16,7 @@ from framescope._cv2 import import_cv2
 from framescope.config import ExtractConfig
 from framescope.errors import ConfigError, OutputError
 from framescope.records import ensure_writable_dir
-from framescope.sources import PyAVSource, parse_source
+from framescope.sources import PyAVSource, ReadOptions, parse_source
 from framescope.tools.sampling import PtsSampler
 
 
@@ -44,9 +44,7 @@ def _open(config: ExtractConfig) -> PyAVSource:
             f"-i {config.input!r} is a {spec.kind}; extract-frames reads a video file or a stream URL."
         )
     source = PyAVSource(
-        spec,
-        open_timeout_s=config.open_timeout_s,
-        read_timeout_s=config.read_timeout_s,
+        spec, ReadOptions(open_timeout_s=config.open_timeout_s, read_timeout_s=config.read_timeout_s)
     )
     source.open()
     return source
