@@ -202,7 +202,9 @@ def test_a_finished_run_and_its_killed_twin_get_the_same_statistics(tmp_path: Pa
         for step in range(5):
             recorder.record(_timing(step, read=5.0, exec=10.0 + step, total=15.0 + step))
         if name == "finished":
-            recorder.write_summary(recorder.summarize(status="complete", error=None, facts={}))
+            recorder.write_summary(
+                recorder.summarize(recorder.frame(), status="complete", error=None, facts={})
+            )
         recorder.close()
         runs[name] = load_run(tmp_path / name).summary
     for key in ("steps", "stages", "pace_stage", "steady_fps", "stage_sum_over_total"):

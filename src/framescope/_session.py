@@ -276,8 +276,9 @@ class LoopPhase:
         sampler: CpuWaitSampler,
     ) -> RunResult:
         facts = self._facts(status, profiler, cpu_meter, sampler)
-        summary = recorder.summarize(status=status, error=error, facts=facts)
-        result = self._record_of(summary, recorder.frame(), recorder)
+        rows = recorder.frame()
+        summary = recorder.summarize(rows, status=status, error=error, facts=facts)
+        result = self._record_of(summary, rows, recorder)
         findings = diagnose(result)
         summary["findings"] = [finding.as_dict() for finding in findings]
         summary["warnings"] = [*facts["source_notes"], *(f.message for f in findings if f.severity != "info")]

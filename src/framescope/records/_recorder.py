@@ -133,10 +133,13 @@ class RunRecorder:
             return pd.DataFrame(columns=list(COLUMNS))
         return read_rows(self.csv_path)
 
-    def summarize(self, *, status: str, error: str | None, facts: dict[str, Any]) -> dict[str, Any]:
-        """The summary of the rows recorded, with what the run measured at its end."""
+    def summarize(
+        self, rows: pd.DataFrame, *, status: str, error: str | None, facts: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The summary of ``rows`` (:meth:`frame`: the rows recorded), with what the run measured at its
+        end."""
         return build_summary(
-            self.frame(),
+            rows,
             self.context,
             status=status,
             error=error,
