@@ -154,6 +154,29 @@ def test_load_run_of_something_else(tmp_path: Path) -> None:
         load_run(tmp_path / "nope")
     with pytest.raises(FramescopeError, match="holds no M_"):
         load_run(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FramescopeError, match="is a file, not a run directory"):
+        load_run(tmp_path / "file")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("summary.json", "{not json", "summary.json could not be read"),
+        ("summary.json", "[1, 2]", "summary.json does not hold a mapping"),
+        ("config.yaml", "a: [unclosed", "config.yaml could not be read"),
+        ("system.json", b"\xff\xfe", "system.json could not be read"),
+    ],
+)
+def test_a_damaged_run_directory_is_one_line(
+    tmp_path: Path, name: str, content: str | bytes, problem: str
+) -> None:
+    make_rows([10.0]).to_csv(tmp_path / "M_m_P_9_metrics.csv", index=False)
+    target = tmp_path / name
+    target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(FramescopeError, match=problem) as caught:
+        load_run(tmp_path)
+    assert "\n" not in str(caught.value) and "run the job again" in str(caught.value)
 
 
 def _timing(step: int, **ms: float) -> object:

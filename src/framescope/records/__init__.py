@@ -13,7 +13,7 @@ from framescope.records._schema import (
     Row,
     metrics_filename,
 )
-from framescope.records._summary import RUNNING, build_summary, stage_stats, summarize
+from framescope.records._summary import RUNNING, build_summary, stage_stats, steady_rows, summarize
 from framescope.records._writer import (
     CONFIG_FILE,
     SUMMARY_FILE,
@@ -45,5 +45,6 @@ __all__ = [
     "metrics_filename",
     "read_rows",
     "stage_stats",
+    "steady_rows",
     "summarize",
 ]

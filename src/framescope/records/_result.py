@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from framescope.errors import FramescopeError
 from framescope.records._schema import COLUMNS
 from framescope.records._summary import RUNNING, build_summary
 from framescope.records._writer import CONFIG_FILE, SUMMARY_FILE, SYSTEM_FILE
+
+_REQUIRED = object()
 
 
 @dataclass
@@ -51,6 +54,20 @@ def read_rows(csv_path: Path) -> pd.DataFrame:
     return rows
 
 
+def _read(path: Path, parse: Callable[[Path], Any], missing: Any = _REQUIRED) -> Any:
+    """``parse(path)``, or ``missing`` when the file is not there; a file that cannot be read or parsed is one
+    line naming it, not a traceback."""
+    if missing is not _REQUIRED and not path.exists():
+        return missing
+    try:
+        return parse(path)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError, pd.errors.ParserError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FramescopeError(
+            f"{path} could not be read ({reason}); the run directory is damaged: run the job again."
+        ) from None
+
+
 def load_run(path: str | os.PathLike[str]) -> RunResult:
     """Read a run directory written by ``framescope run``.
 
@@ -58,20 +75,28 @@ def load_run(path: str | os.PathLike[str]) -> RunResult:
     ``status: incomplete``.
     """
     run_dir = Path(path)
-    if not run_dir.is_dir():
+    if not run_dir.exists():
         raise FramescopeError(
             f"run directory {str(run_dir)!r} does not exist; pass a directory made by framescope run."
+        )
+    if not run_dir.is_dir():
+        raise FramescopeError(
+            f"{str(run_dir)!r} is a file, not a run directory; pass the directory framescope run made."
         )
     csvs = sorted(run_dir.glob("M_*_P_*_metrics.csv"))
     if not csvs:
         raise FramescopeError(
             f"{str(run_dir)!r} holds no M_*_P_*_metrics.csv; is it a framescope run directory?"
         )
-    rows = read_rows(csvs[0])
-    config = yaml.safe_load((run_dir / CONFIG_FILE).read_text()) if (run_dir / CONFIG_FILE).exists() else {}
-    system = json.loads((run_dir / SYSTEM_FILE).read_text()) if (run_dir / SYSTEM_FILE).exists() else {}
-    summary_path = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    rows = _read(csvs[0], read_rows)
+    config = _read(run_dir / CONFIG_FILE, lambda p: yaml.safe_load(p.read_text()), {})
+    system = _read(run_dir / SYSTEM_FILE, lambda p: json.loads(p.read_text()), {})
+    summary = _read(run_dir / SUMMARY_FILE, lambda p: json.loads(p.read_text()), None)
+    for name, value in ((CONFIG_FILE, config), (SYSTEM_FILE, system), (SUMMARY_FILE, summary)):
+        if value is not None and not isinstance(value, dict):
+            raise FramescopeError(
+                f"{run_dir / name} does not hold a mapping; the run directory is damaged: run the job again."
+            )
     if summary is None or summary.get("status") == RUNNING:
         # killed: summarised from its rows, with what it knew when it started (its pipeline above all:
         # an async run's pace and overlap are not a sync run's), or failing that its config

@@ -107,15 +107,22 @@ def live_summary(
     return result
 
 
+def steady_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows a summary's statistics are over: warm-up (and thread-trial) and profiled steps left out,
+    unless that leaves none (then all of them, and the summary says so)."""
+    if rows.empty:
+        return rows
+    excluded = (rows["warmup"].fillna(0) > 0) | (rows["profiled"].fillna(0) > 0)
+    return rows if excluded.all() else rows[~excluded]
+
+
 def summarize(rows: pd.DataFrame, pipeline: str = "sync", deadline_ms: float | None = None) -> dict[str, Any]:
     """Throughput and latency statistics of a run's rows."""
     if rows.empty:
         return {"steps": 0, "frames": 0, "steady_steps": 0, "stages": {}, "note": "no steps were recorded"}
-    excluded = (rows["warmup"].fillna(0) > 0) | (rows["profiled"].fillna(0) > 0)
-    steady = rows[~excluded]
+    steady = steady_rows(rows)
     note = None
-    if steady.empty:
-        steady = rows
+    if len(steady) == len(rows) and ((rows["warmup"].fillna(0) > 0) | (rows["profiled"].fillna(0) > 0)).any():
         note = "every step was a warm-up or profiled step; statistics include them"
     stages: dict[str, dict[str, float]] = {}
     for column in [*STAGE_COLUMNS.values(), *WAIT_COLUMNS.values(), "total_step_latency_ms"]:
