@@ -83,6 +83,13 @@ def clip(media: Path) -> Path:
 
 CLIP_FRAMES = 36
 
+
+@pytest.fixture(scope="session")
+def clip_1080p(media: Path) -> Path:
+    """1920x1080 H.264, 30 FPS, 48 frames: decoding it full size costs more than a small model."""
+    return write_clip(media / "1080p.mp4", width=1920, height=1080, frames=48, fps=30)
+
+
 VFR_PTS_MS = [0, 40, 80, 200, 220, 240, 600, 610, 1000, 1500, 1540, 2000]
 
 

@@ -249,7 +249,7 @@ def test_a_trace_that_does_not_fit_is_a_warning(small_tmpfs: Callable[[int], Pat
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "framescope: error" not in done.stderr
     (run_dir,) = [p for p in mount.iterdir() if p.is_dir()]
-    assert "warning: no torch.profiler trace: cannot write" in done.stdout
+    assert "warning [no_trace] no torch.profiler trace: cannot write" in done.stdout  # a finding
     assert not (run_dir / "torch_trace.json").exists()
     assert temporary_files(mount) == []
     summary = json.loads((run_dir / "summary.json").read_text())

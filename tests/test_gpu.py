@@ -412,3 +412,41 @@ def test_a_clip_nvdec_cannot_decode_is_reported_as_a_fallback(media: Path, out_d
     clip444 = write_clip(media / "h264_444.mp4", width=320, height=240, frames=24, pix_fmt="yuv444p")
     result = framescope.run(config(out_dir, clip444, decoder="pyav", decode_on_gpu=True, infer_on_gpu=True))
     assert any("fell back to CPU decoding" in w for w in result.summary["warnings"])
+
+
+# --- the diagnosis of GPU runs: each finding provoked for real, read back from summary.json ---------------
+
+
+def _findings(result: Any) -> dict[str, dict[str, Any]]:
+    import json
+
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    return {finding["id"]: finding for finding in summary["findings"]}
+
+
+def test_cpu_preprocessing_for_a_gpu_model_is_found(clip: Path, out_dir: Path) -> None:
+    found = _findings(framescope.run(config(out_dir, clip, infer_on_gpu=True, prep_level="medium")))
+    assert found["prep_on_cpu_for_gpu"]["overrides"] == {"prep_on_gpu": True}
+    assert found["prep_on_cpu_for_gpu"]["evidence"]["prep_share"] >= 0.15
+    fixed = _findings(framescope.run(config(out_dir, clip, infer_on_gpu=True, prep_on_gpu=True)))
+    assert "prep_on_cpu_for_gpu" not in fixed
+
+
+def test_raw_detections_copied_to_the_host_are_found(clip: Path, out_dir: Path) -> None:
+    """SSD's raw outputs (8732 boxes by 91 classes a frame) copied and NMS'd on the CPU."""
+    found = _findings(framescope.run(config(out_dir, clip, model_name="ssd300_vgg16", infer_on_gpu=True)))
+    assert found["detections_copied_raw"]["overrides"] == {"post_on_gpu": True}
+    fixed = framescope.run(
+        config(out_dir, clip, model_name="ssd300_vgg16", infer_on_gpu=True, post_on_gpu=True)
+    )
+    assert "detections_copied_raw" not in _findings(fixed)
+
+
+def test_small_batches_without_amp_or_compile_are_information(clip: Path, out_dir: Path) -> None:
+    found = _findings(framescope.run(config(out_dir, clip, infer_on_gpu=True, batch_size=2)))
+    assert found["gpu_small_batch"]["severity"] == "info"
+    assert found["gpu_small_batch"]["overrides"] == {"batch_size": 16}
+    assert found["gpu_without_amp"]["overrides"] == {"use_amp": True}
+    assert found["gpu_without_compile"]["overrides"] == {"enable_compile": True}
+    tuned = _findings(framescope.run(config(out_dir, clip, infer_on_gpu=True, batch_size=16, use_amp=True)))
+    assert not {"gpu_small_batch", "gpu_without_amp"} & set(tuned)

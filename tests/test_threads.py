@@ -86,6 +86,8 @@ def test_a_competing_process_on_the_bound_core_is_measured_and_reported(tmp_path
     assert cpu["cores"] == 1
     assert cpu["others"] > 0.3, cpu  # the hog gets a fair share of core 0
     assert any(w.startswith("other processes kept") for w in result.summary["warnings"])
+    (finding,) = [f for f in result.summary["findings"] if f["id"] == "competition_during_run"]
+    assert finding["evidence"]["others_cores"] == cpu["others"]
 
 
 class FakeCounters:
@@ -241,6 +243,8 @@ def test_oversubscription_is_reported_when_threads_really_waited(tmp_path: Path)
     assert wait["wait_share"] > 0.10, (wait, result.summary["threads"], result.summary["cpu"])
     (warning,) = [w for w in result.summary["warnings"] if "waited for a CPU" in w]
     assert "4 torch and 1 decode thread(s)" in warning and "try fewer --torch-threads" in warning
+    (finding,) = [f for f in result.summary["findings"] if f["id"] == "oversubscribed"]
+    assert finding["evidence"]["wait_share"] == wait["wait_share"] and finding["overrides"] == {}
 
 
 @pytest.mark.slow
@@ -257,6 +261,10 @@ def test_an_idle_core_beside_a_one_thread_model_is_reported(clip: Path, tmp_path
     (warning,) = [w for w in result.summary["warnings"] if "sat idle" in w]
     assert warning.startswith("the model (exec) set the pace on 1 torch thread(s) while")
     assert warning.endswith("--torch-threads 2 may be faster.")
+    (finding,) = [f for f in result.summary["findings"] if f["id"] == "idle_cores"]
+    assert finding["overrides"] == {"torch_threads": 2}
+    cpu = result.summary["cpu"]
+    assert finding["evidence"]["idle_cores"] == pytest.approx(2 - cpu["ours"] - cpu["others"])
 
 
 @linux_only

@@ -18,7 +18,7 @@ from framescope._secrets import redact, redact_value
 from framescope._version import __version__
 from framescope.config import RunConfig
 from framescope.diagnose import Finding, diagnose
-from framescope.errors import FramescopeError, OutputError, SourceError, Terminated
+from framescope.errors import FramescopeError, OutOfMemory, OutputError, SourceError, Terminated
 from framescope.instrument import Clock, ProfilerWindow
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter
@@ -55,6 +55,7 @@ class LoopPhase:
         self.started_at = started_at
         self.thread_notes: list[str] = []
         self.printed: set[str] = set()
+        self.stopped_by_observer = False
         self.trial = self._thread_trial()
 
     # --- the run's record -------------------------------------------------------------------------------
@@ -198,6 +199,7 @@ class LoopPhase:
             clock=self.clock,
             profiler=profiler,
             on_step=on_step,
+            should_stop=self._stop_requested,
         )
         cpu_meter = CpuLoadMeter(parts.threads.cores, self.clock)
         sampler = CpuWaitSampler()
@@ -229,7 +231,7 @@ class LoopPhase:
         except torch.OutOfMemoryError:
             status = "failed"
             error = f"out of memory at batch size {config.batch_size}; lower --batch-size."
-            raise FramescopeError(error) from None
+            raise OutOfMemory(error) from None
         except Exception as exc:
             status = "failed"
             error = str(exc) if isinstance(exc, FramescopeError) else redact(f"{type(exc).__name__}: {exc}")
@@ -239,6 +241,11 @@ class LoopPhase:
                 recorder, status=status, error=error, profiler=profiler, cpu_meter=cpu_meter, sampler=sampler
             )
         return result
+
+    def _stop_requested(self) -> bool:
+        if self.watcher.stop_requested():
+            self.stopped_by_observer = True
+        return self.stopped_by_observer
 
     # --- the end ----------------------------------------------------------------------------------------
 
@@ -259,10 +266,13 @@ class LoopPhase:
             "threads": self._threads(),
             "cpu": cpu,
             "frames_skipped": source.frames_skipped,
-            "input_shortfall": input_shortfall(source) if status == "complete" else None,
+            "input_shortfall": input_shortfall(source)
+            if status == "complete" and not self.stopped_by_observer
+            else None,
             "trace": profiler.written.name if profiler.written is not None else None,
             "trace_error": profiler.failure,
             "source_notes": list(source.warnings),
+            "stopped_by_observer": self.stopped_by_observer,
         }
 
     def _finish(
@@ -284,7 +294,8 @@ class LoopPhase:
         summary["warnings"] = [*facts["source_notes"], *(f.message for f in findings if f.severity != "info")]
         summary["run_time_s"] = time.time() - self.started_at  # everything, the summary's own making included
         summary_error = self._write_summary(recorder, summary)
-        self._tell(findings, summary["warnings"])
+        judged = {f.message for f in findings}
+        self._tell([], [w for w in summary["warnings"] if w not in judged])  # findings: the observer's end
         self.watcher.on_finish(result)
         if summary_error is not None:
             raise summary_error from None
