@@ -39,6 +39,18 @@ def test_paired_ratios_cancel_a_drifting_machine() -> None:
         paired_ratio([1.0], [1.0, 2.0])
 
 
+def test_three_rounds_claim_only_what_three_rounds_show() -> None:
+    """Three pairs that disagree (1.00x to 1.14x) are no measured gain; three that agree (1.38x to 1.42x)
+    are, with an interval about their spread; one pair has no interval."""
+    scattered = paired_ratio([100.0, 100.0, 100.0], [100.4, 101.5, 114.0])
+    assert scattered.low < 1.0 < scattered.high and not scattered.excludes(1.0)
+    agreeing = paired_ratio([100.0, 90.0, 110.0], [140.0, 127.8, 151.8])
+    assert agreeing.value == pytest.approx((1.40 * 1.42 * 1.38) ** (1 / 3))
+    assert 1.3 < agreeing.low < 1.38 and 1.42 < agreeing.high < 1.5
+    single = paired_ratio([100.0], [150.0])
+    assert single.value == pytest.approx(1.5) and single.low == 0.0 and single.high == float("inf")
+
+
 def test_the_noise_floor_follows_the_data() -> None:
     rng = np.random.default_rng(2)
     quiet = noise_floor(rng.normal(100.0, 1.0, 400))

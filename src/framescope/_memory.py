@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from framescope.config import RunConfig
-from framescope.errors import ConfigError
+from framescope.errors import ConfigError, OutOfMemory
 
 USABLE_SHARE = 0.7
 """The share of available memory the batches may take; the rest is for the model, its activations, the
@@ -79,9 +79,13 @@ def batch_memory(
     )
 
 
+class BatchTooLarge(ConfigError, OutOfMemory):
+    """A batch size whose frames cannot fit in host memory, refused before allocating."""
+
+
 def check_batch_memory(need: BatchMemory, config: RunConfig, available: int | None = None) -> None:
-    """A :class:`ConfigError` naming the need, what is available and a batch size that fits, when the
-    batches would take more than :data:`USABLE_SHARE` of the available memory."""
+    """A :class:`BatchTooLarge` (a ConfigError) naming the need, what is available and a batch size that
+    fits, when the batches would take more than :data:`USABLE_SHARE` of the available memory."""
     available = available_memory() if available is None else available
     budget = USABLE_SHARE * available
     if need.total <= budget:
@@ -103,7 +107,7 @@ def check_batch_memory(need: BatchMemory, config: RunConfig, available: int | No
         if fits >= 1
         else "even one frame does not fit; free memory or use --decode-size to decode smaller frames"
     )
-    raise ConfigError(
+    raise BatchTooLarge(
         f"--batch-size {config.batch_size} needs about {need.total / GIB:.1f} GiB of host memory for its "
         f"frames and model inputs ({what}), more than the {available / GIB:.1f} GiB available; {advice}."
     )

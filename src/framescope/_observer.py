@@ -41,3 +41,7 @@ class RunObserver:
 
     def on_finish(self, result: RunResult) -> None:
         """Called once the summary is written (also for interrupted and failed runs)."""
+
+    def stop_requested(self) -> bool:
+        """Asked after each step: True ends the run there, complete (its summary says it was stopped)."""
+        return False

@@ -22,7 +22,7 @@ from framescope._observer import RunObserver
 from framescope._placement import batch_device, decode_size, model_input_device, resolve_devices
 from framescope._session import LoopPhase
 from framescope.config import RunConfig
-from framescope.errors import FramescopeError
+from framescope.errors import OutOfMemory
 from framescope.instrument import Clock, monotonic, profiling_requested_by_env
 from framescope.instrument.cpu_load import CpuLoadMeter
 from framescope.models import (
@@ -120,14 +120,14 @@ def _warm_up(config: RunConfig, plan: StepPlan, source: Source) -> None:
     try:
         plan.warm_up(_dummy_batch(config, source))
     except torch.OutOfMemoryError:
-        raise FramescopeError(
+        raise OutOfMemory(
             f"out of memory running {config.model.name} at batch size {config.batch_size}; lower "
             "--batch-size."
         ) from None
     except RuntimeError as exc:
         if not host_out_of_memory(exc):
             raise
-        raise FramescopeError(
+        raise OutOfMemory(
             f"out of host memory running {config.model.name} at batch size {config.batch_size} "
             f"({str(exc).splitlines()[0]}); lower --batch-size."
         ) from None

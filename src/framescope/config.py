@@ -660,6 +660,46 @@ def flat_defaults() -> dict[str, Any]:
     return {s.name: None if s.required else s.default for s in flat_settings(RunConfig)}
 
 
+def flat_values(config: RunConfig) -> dict[str, Any]:
+    """Every flat setting of ``config`` and its value."""
+    values: dict[str, Any] = {}
+    for found in flat_settings(RunConfig):
+        value: Any = config
+        for part in found.path:
+            value = getattr(value, part)
+        values[found.name] = value
+    return values
+
+
+def flags_for(settings: dict[str, Any]) -> list[str]:
+    """The command-line flags that set ``settings`` (flat names): ``{"decoder": "pyav", "use_amp": True}`` ->
+    ``["--decoder", "pyav", "--use-amp"]``. A switch set to False, or a setting set to None (its default),
+    is left out: there is no flag for it, leaving it out is how it is asked for."""
+    known = {s.name: s for s in flat_settings(RunConfig)}
+    flags: list[str] = []
+    for name, value in settings.items():
+        found = known.get(name)
+        if found is None or found.spec.flag is None:
+            raise ConfigError(_unknown(f"unknown setting {name!r}", name, known, "settings"))
+        if isinstance(value, bool):
+            if value:
+                flags.append(found.spec.flag)
+            continue
+        if value is None:
+            continue
+        flags += [found.spec.flag, str(value)]
+    return flags
+
+
+def command_line(config: RunConfig, program: str = "framescope run") -> str:
+    """A shell command that runs ``config``: the settings that differ from the defaults, as flags."""
+    import shlex
+
+    defaults = flat_defaults()
+    changed = {name: value for name, value in flat_values(config).items() if value != defaults.get(name)}
+    return " ".join([program, *(shlex.quote(part) for part in flags_for(changed))])
+
+
 def _build_section(kind: type[Any], name: str, value: Any) -> Any:
     if isinstance(value, kind):
         return value

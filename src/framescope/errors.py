@@ -48,3 +48,8 @@ class OutputError(FramescopeError):
 class OutputSpaceError(OutputError):
     """The run directory's filesystem is full, or a disk quota or file-size limit was reached (ENOSPC,
     EDQUOT, EFBIG). Rows written before it stay whole on disk; the message says how many."""
+
+
+class OutOfMemory(FramescopeError):
+    """The batch did not fit in the device's (or the host's) memory. An experiment records it as the outcome
+    of that configuration (``oom``) and goes on."""

@@ -1,7 +1,9 @@
 """Statistics that stay honest on a noisy machine: medians, bootstrap confidence intervals for ratios of
-medians, a noise floor the data supports, stability windows, and percentiles with the sample size they need.
+medians, t intervals for paired rounds, a noise floor the data supports, stability windows, and percentiles
+with the sample size they need.
 
-Pure functions over numbers (NumPy only); nothing here runs, reads or prints anything.
+Pure functions over numbers (NumPy, and SciPy's t distribution); nothing here runs, reads or prints
+anything.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def median(values: Sequence[float]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Ratio:
-    """``candidate / baseline`` of two medians, with a bootstrap confidence interval."""
+    """``candidate / baseline`` (of two medians, or paired rounds), with a confidence interval."""
 
     value: float
     low: float
@@ -61,21 +63,25 @@ def paired_ratio(
     candidate: Sequence[float],
     *,
     confidence: float = 0.95,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
 ) -> Ratio:
-    """The median of per-pair ratios (rounds run side by side: A B, A B, ...) with a bootstrap interval: the
-    drift of a shared machine between rounds cancels within each pair."""
+    """The geometric mean of per-pair ratios (rounds run side by side: A B, B A, ...) with a Student-t
+    interval on their logarithms: the drift of a shared machine between rounds cancels within each pair,
+    and three rounds give an interval as wide as three rounds can support (a bootstrap of three values
+    would claim their range). One pair gives no interval (0 to infinity)."""
+    from scipy import stats as scipy_stats
+
     a = np.asarray(baseline, dtype=float)
     b = np.asarray(candidate, dtype=float)
     if a.size != b.size or a.size == 0:
         raise ValueError("paired samples need the same, non-zero length")
-    pairs = b / a
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(pairs, size=(resamples, pairs.size), replace=True), axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(medians, [tail, 1 - tail])
-    return Ratio(float(np.median(pairs)), float(low), float(high), confidence)
+    logs = np.log(b / a)
+    centre = float(np.exp(logs.mean()))
+    if logs.size < 2:
+        return Ratio(centre, 0.0, math.inf, confidence)
+    half = float(
+        scipy_stats.t.ppf(0.5 + confidence / 2, logs.size - 1) * logs.std(ddof=1) / math.sqrt(logs.size)
+    )
+    return Ratio(centre, float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half)), confidence)
 
 
 def noise_floor(samples: Sequence[float], *, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> float:
@@ -119,3 +125,40 @@ def samples_for_percentile(percentile: float, *, beyond: int = 10) -> int:
     if not 0 < percentile < 100:
         raise ValueError(f"{percentile = } should be between 0 and 100")
     return math.ceil(beyond / (1 - percentile / 100))
+
+
+@dataclass(frozen=True, slots=True)
+class BoxStats:
+    """A box plot's numbers (Tukey's): the quartiles, whiskers at the furthest samples within ``whisker``
+    interquartile ranges of the box, and the samples beyond them."""
+
+    q1: float
+    median: float
+    q3: float
+    low: float
+    """The lower whisker's end: the smallest sample at or above ``q1 - whisker * IQR``."""
+    high: float
+    """The upper whisker's end: the largest sample at or below ``q3 + whisker * IQR``."""
+    outliers: tuple[float, ...]
+    count: int
+
+
+def box_stats(values: Sequence[float], *, whisker: float = 1.5) -> BoxStats:
+    """Quartiles by linear interpolation, as the run summary's percentiles are computed (``np.percentile``),
+    so a box's median is the summary's p50 of the same samples."""
+    data = np.sort(np.asarray(values, dtype=float))
+    if data.size == 0:
+        raise ValueError("a box needs at least one value")
+    q1, q2, q3 = np.percentile(data, (25, 50, 75))
+    reach = whisker * (q3 - q1)
+    inside = data[(data >= q1 - reach) & (data <= q3 + reach)]
+    outliers = data[(data < q1 - reach) | (data > q3 + reach)]
+    return BoxStats(
+        q1=float(q1),
+        median=float(q2),
+        q3=float(q3),
+        low=float(inside.min()),
+        high=float(inside.max()),
+        outliers=tuple(float(v) for v in outliers),
+        count=int(data.size),
+    )

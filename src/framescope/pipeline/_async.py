@@ -263,7 +263,7 @@ def run_async(
     step = 0
     first_start: float | None = None
     try:
-        while loop.max_steps is None or step < loop.max_steps:
+        while (loop.max_steps is None or step < loop.max_steps) and not loop.stopping(step):
             trial_index = step - loop.warmup_steps
             in_trial = trial is not None and 0 <= trial_index < trial.steps
             if trial is not None and in_trial:

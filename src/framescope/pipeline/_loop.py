@@ -26,7 +26,7 @@ def run_sync(source: Source, plan: StepPlan, loop: LoopSettings) -> int:
     step = 0
     first_start: float | None = None
     live = LiveCounter(source)
-    while loop.max_steps is None or step < loop.max_steps:
+    while (loop.max_steps is None or step < loop.max_steps) and not loop.stopping(step):
         timer.reset()
         cpu_start = loop.cpu_clock()
         start = clock()

@@ -103,3 +103,9 @@ class LoopSettings:
     on_step: Callable[[StepTiming], None]
     """Called with each step, in step order, once its measurements are final."""
     cpu_clock: Callable[[], float] = time.process_time
+    should_stop: Callable[[], bool] | None = None
+    """Asked before each step after the first: True ends the run there, as the end of the input would (an
+    experiment stops a run once its rate is stable)."""
+
+    def stopping(self, step: int) -> bool:
+        return step > 0 and self.should_stop is not None and self.should_stop()
