@@ -58,7 +58,9 @@ def models_command(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from framescope.cli._annotate_cmd import add_annotate_arguments, annotate_command
+    from framescope.cli._diagnose_cmd import add_diagnose_arguments, diagnose_command
     from framescope.cli._extract_cmd import add_extract_arguments, extract_command
+    from framescope.cli._report_cmd import add_report_arguments, report_command
     from framescope.cli._run_cmd import add_run_arguments, run_command
 
     parser = _Parser(
@@ -89,6 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
             "COCO-format annotations.json.",
             add_annotate_arguments,
             annotate_command,
+        ),
+        (
+            "diagnose",
+            "say why a run was as fast as it was, and what to change; --measure measures the changes",
+            "The findings of a finished run directory (why, the evidence and the flag fix), the same rules "
+            "every run applies at its end; --measure runs the job again with each fix, interleaved with the "
+            "original, and reports the measured gain with a confidence interval.",
+            add_diagnose_arguments,
+            diagnose_command,
+        ),
+        (
+            "report",
+            "write one self-contained HTML report of one run, or a comparison of several",
+            "Charts and tables of finished run directories (stage latencies, timeline, distributions, live "
+            "latency, CPU and threads, findings, measured what-if) in one HTML file that opens offline.",
+            add_report_arguments,
+            report_command,
         ),
     ):
         command = commands.add_parser(name, help=summary, description=description)

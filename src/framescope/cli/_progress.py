@@ -78,6 +78,7 @@ class ConsoleObserver(RunObserver):
         self._recent: deque[tuple[float, int]] = deque()
         self._last_log = float("-inf")
         self._frames = 0
+        self.warned: set[str] = set()
 
     def on_start(self, info: StartInfo) -> None:
         self.console.print(system_table(info.system))
@@ -127,9 +128,6 @@ class ConsoleObserver(RunObserver):
                     f"step {row.step}: {self._frames} frames, {fps or 0:.1f} FPS; {stages}", markup=False
                 )
 
-    def on_warning(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {escape(redact(message))}")
-
     def on_finish(self, result: RunResult) -> None:
         if self._progress is not None:
             self._progress.stop()
@@ -142,3 +140,30 @@ class ConsoleObserver(RunObserver):
         for line in summary_lines(result):
             if line:
                 self.console.print(line, markup=False)
+        self._print_findings(result)
+
+    TOP_FINDINGS = 3
+
+    def on_warning(self, message: str) -> None:
+        self.warned.add(message)
+        self.console.print(f"[yellow]warning:[/] {escape(redact(message))}")
+
+    def _print_findings(self, result: RunResult) -> None:
+        """The top findings not told yet, one line each with the fix as flags; where the rest are."""
+        from framescope.cli._diagnose_cmd import finding_lines, ordered
+
+        findings = [
+            f for f in ordered(result.summary.get("findings") or []) if f["message"] not in self.warned
+        ]
+        if not findings:
+            return
+        self.console.print("[bold]findings[/]")
+        for line in finding_lines(findings, limit=self.TOP_FINDINGS):
+            self.console.print(f"  {redact(line)}", markup=False)
+        more = len(findings) - self.TOP_FINDINGS
+        hint = f"{more} more; " if more > 0 else ""
+        self.console.print(
+            f"  ({hint}framescope diagnose {result.run_dir} shows each with its evidence; add --measure to "
+            "measure the fixes, or run with --tune)",
+            markup=False,
+        )

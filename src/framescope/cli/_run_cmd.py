@@ -19,6 +19,27 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML run config (the shape of a run's config.yaml); flags given as well override it",
     )
     add_setting_arguments(parser, RunConfig, required=False, group="more")
+    after = parser.add_argument_group("after the run")
+    after.add_argument(
+        "--tune",
+        action="store_true",
+        default=False,
+        help="run the job again with each flag fix the diagnosis proposes, interleaved with the original, "
+        "keep what measurably helps, and print the best command (writes tune.json into the run directory)",
+    )
+    after.add_argument(
+        "--tune-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="--tune: interleaved rounds per change, at least 3 (default: 3)",
+    )
+    after.add_argument(
+        "--report",
+        action="store_true",
+        default=False,
+        help="write report.html into the run directory at the end (after --tune, with its results)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -42,5 +63,20 @@ def run_command(args: argparse.Namespace) -> int:
     from framescope.cli._progress import ConsoleObserver
 
     config = config_from_args(args)
-    result = run(config, observer=ConsoleObserver(mode=config.progress))
+    if args.tune:
+        from framescope.cli._diagnose_cmd import check_rounds
+
+        check_rounds(args.tune_rounds, "--tune-rounds")
+    observer = ConsoleObserver(mode=config.progress)
+    result = run(config, observer=observer)
+    if args.tune and result.status == "complete":
+        from framescope.cli._diagnose_cmd import measure
+
+        measure(config, result.summary.get("findings") or [], result.run_dir, rounds=args.tune_rounds,
+                console=observer.console)  # fmt: skip
+    if args.report:
+        from framescope.report import write_report
+
+        path = write_report([result.run_dir], result.run_dir / "report.html")
+        observer.console.print(f"report: {path}", markup=False)
     return 0 if result.status == "complete" else 1
