@@ -110,6 +110,29 @@ def _undecided(baseline: Outcome, outcome: Outcome) -> bool:
     return verdict(ratio) == "no measurable change" and ratio.value >= PROMISING
 
 
+def _tied_with_simpler(outcomes: list[Outcome]) -> list[str]:
+    """The fastest faster change and a faster one with fewer settings that it does not yet beat round for
+    round: more rounds decide whether the extra settings pay (else the simpler one is kept, undecided)."""
+    baseline, faster = outcomes[0], []
+    for outcome in outcomes[1:]:
+        base_fps, cand_fps = _paired(baseline, outcome)
+        if outcome.failed is None and len(base_fps) >= 2:
+            ratio = paired_ratio(base_fps, cand_fps)
+            if verdict(ratio) == "faster":
+                faster.append((ratio.value, outcome))
+    if len(faster) < 2:
+        return []
+    faster.sort(key=lambda pair: -pair[0])
+    best = faster[0][1]
+    for _, simpler in faster[1:]:
+        if len(simpler.candidate.overrides) >= len(best.candidate.overrides):
+            continue
+        simple_fps, best_fps = _paired(simpler, best)
+        if len(simple_fps) >= 2 and verdict(paired_ratio(simple_fps, best_fps)) != "faster":
+            return [simpler.candidate.name, best.candidate.name]
+    return []
+
+
 def _trial_record(
     name: str, overrides: dict[str, Any], baseline: Outcome, outcome: Outcome, *, pass_index: int = 1,
     base_overrides: dict[str, Any] | None = None,
@@ -192,6 +215,7 @@ class _Tuner:
         outcomes = experiment.run()
         while experiment.rounds_run < self.max_rounds and not experiment.interrupted:
             pending = [o.candidate.name for o in outcomes[1:] if _undecided(outcomes[0], o)]
+            pending += [name for name in _tied_with_simpler(outcomes) if name not in pending]
             if not pending:
                 break
             outcomes = experiment.extend(pending)
