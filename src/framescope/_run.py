@@ -25,6 +25,7 @@ from framescope.config import RunConfig
 from framescope.errors import OutOfMemory
 from framescope.instrument import Clock, monotonic, profiling_requested_by_env
 from framescope.instrument.cpu_load import CpuLoadMeter
+from framescope.instrument.memory import PeakMemory
 from framescope.models import (
     SplitModel,
     build_model,
@@ -211,10 +212,12 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
         decode_threads=config.source.decode_threads,
         pipeline=config.pipeline,
     )
+    memory = PeakMemory()
+    memory.start()  # the model, its warm-up and the loop: what this configuration needs at its peak
     try:
         parts = assemble(config, threads, clock)
         try:
-            return LoopPhase(config, parts, observer or RunObserver(), clock, started_at).run()
+            return LoopPhase(config, parts, observer or RunObserver(), clock, started_at, memory=memory).run()
         finally:
             parts.source.close()
     finally:

@@ -22,6 +22,7 @@ from framescope.errors import FramescopeError, OutOfMemory, OutputError, SourceE
 from framescope.instrument import Clock, ProfilerWindow
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter
+from framescope.instrument.memory import PeakMemory
 from framescope.instrument.sampler import CpuWaitSampler
 from framescope.pipeline import (
     LoopSettings,
@@ -49,10 +50,18 @@ class LoopPhase:
     """Runs the loop of one run and records it (see the module docstring)."""
 
     def __init__(
-        self, config: RunConfig, parts: Parts, watcher: RunObserver, clock: Clock, started_at: float
+        self,
+        config: RunConfig,
+        parts: Parts,
+        watcher: RunObserver,
+        clock: Clock,
+        started_at: float,
+        *,
+        memory: PeakMemory | None = None,
     ) -> None:
         self.config, self.parts, self.watcher, self.clock = config, parts, watcher, clock
         self.started_at = started_at
+        self.memory = memory
         self.thread_notes: list[str] = []
         self.printed: set[str] = set()
         self.stopped_by_observer = False
@@ -273,6 +282,7 @@ class LoopPhase:
             "trace_error": profiler.failure,
             "source_notes": list(source.warnings),
             "stopped_by_observer": self.stopped_by_observer,
+            "memory": self.memory.read(cuda=self.parts.uses_cuda) if self.memory is not None else None,
         }
 
     def _finish(
