@@ -11,6 +11,7 @@ from framescope.stats import (
     ratio_of_medians,
     samples_for_percentile,
     stable,
+    unpaired_ratio,
     window_medians,
 )
 
@@ -70,3 +71,17 @@ def test_stability_windows() -> None:
 def test_a_percentile_needs_enough_samples() -> None:
     assert samples_for_percentile(99) == 1000
     assert samples_for_percentile(50, beyond=5) == 10
+
+
+def test_independent_runs_are_judged_by_their_spread() -> None:
+    """Runs 2 % apart on each side and a 20 % gap: slower, the interval around 0.8; runs 20 % apart and a
+    10 % gap: nothing shown; one run a side: no interval at all."""
+    tight = unpaired_ratio([100.0, 102.0, 98.0], [80.0, 81.0, 79.0])
+    assert tight.value == pytest.approx(80 / (100 * 102 * 98) ** (1 / 3), rel=1e-3)
+    assert tight.low < 0.8 < tight.high < 1.0
+    loose = unpaired_ratio([100.0, 120.0, 85.0], [90.0, 105.0, 80.0])
+    assert loose.low < 1.0 < loose.high
+    single = unpaired_ratio([100.0], [80.0])
+    assert (single.value, single.low, single.high) == (pytest.approx(0.8), 0.0, np.inf)
+    one_candidate = unpaired_ratio([100.0, 102.0, 98.0], [80.0])  # the baseline's spread judges it
+    assert one_candidate.high < 1.0
