@@ -1,0 +1,127 @@
+"""Issue 9's targets for ``framescope compare``, measured through the command line:
+
+* the same configuration against itself, as fresh processes, compared with
+  ``framescope compare A B --fail-on-regression 7``: "no measurable change" (and the gate passing) in at
+  least 9 of ``--trials`` (10) repeated trials. Each trial runs ``--runs`` (3) runs a side, alternating
+  (A B A B A B), and is compared twice: one run against one (the first of each side: step mode) and all
+  runs a side (run mode: the run-to-run spread judges);
+* a baseline against the same job with ``--torch-threads 1``: the slowdown reported, the gate exiting 1.
+
+The job: resnet18 on ``synthetic:224x224`` frames, batch 8, a fixed number of steps (the model sets the
+pace, so the thread count matters). Results go to ``benchmarks/results/compare.json``.
+
+    python benchmarks/compare.py              # 10 trials, about 5 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+FRAMESCOPE = [sys.executable, "-m", "framescope"]
+
+
+def framescope_run(args: list[str], out: Path) -> Path:
+    before = set(out.glob("*")) if out.exists() else set()
+    command = [*FRAMESCOPE, "run", *args, "--output-dir", str(out), "--progress", "none"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    (run_dir,) = set(out.glob("*")) - before
+    return run_dir
+
+
+def compare(baseline: Path, candidate: Path, gate: float) -> dict[str, Any]:
+    command = [
+        *FRAMESCOPE,
+        "compare",
+        str(baseline),
+        str(candidate),
+        "--json",
+        "--fail-on-regression",
+        str(gate),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    report = json.loads(done.stdout)
+    (throughput,) = (line for line in report["lines"] if line["metric"] == "throughput")
+    ratio = throughput["ratio"] or {"low": float("nan"), "high": float("nan")}
+    return {
+        "method": report["method"],
+        "exit_code": done.returncode,
+        "verdict": throughput["verdict"],
+        "change_pct": round(throughput["change_pct"], 2),
+        "ci_pct": [
+            round((ratio["low"] - 1) * 100, 2),
+            round((ratio["high"] - 1) * 100, 2),
+        ],
+        "noise_floor_pct": round((throughput["noise_floor"] or 0) * 100, 2),
+        "warnings": report["warnings"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--runs", type=int, default=3, help="runs a side in each trial")
+    parser.add_argument("--gate", type=float, default=7.0)
+    options = parser.parse_args()
+    job = [
+        "--model-name", "resnet18", "--input_path", "synthetic:224x224", "--batch-size", "8",
+        "--max-steps", str(options.steps),
+    ]  # fmt: skip
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="framescope-compare-") as tmp:
+        work = Path(tmp)
+        same: dict[str, list[dict[str, Any]]] = {"one_run_a_side": [], "runs_a_side": []}
+        for trial in range(options.trials):
+            sides = [work / f"same-{trial}" / "a", work / f"same-{trial}" / "b"]
+            first = [framescope_run(job, side) for _ in range(options.runs) for side in sides][:2]
+            for mode, pair in (("one_run_a_side", first), ("runs_a_side", sides)):
+                result = compare(pair[0], pair[1], options.gate)
+                same[mode].append(result)
+                print(f"same configuration, trial {trial + 1}, {mode}: {result}", flush=True)
+        sides = [work / "threads" / "default", work / "threads" / "one"]
+        for _ in range(options.runs):
+            framescope_run(job, sides[0])
+            framescope_run([*job, "--torch-threads", "1"], sides[1])
+        threads = compare(sides[0], sides[1], options.gate)
+        print(f"--torch-threads 1 against the default, runs a side: {threads}", flush=True)
+    quiet = {mode: sum(r["verdict"] == "no measurable change" for r in rs) for mode, rs in same.items()}
+    passed = {mode: sum(r["exit_code"] == 0 for r in rs) for mode, rs in same.items()}
+    results = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "job": shlex.join(job),
+        "gate_pct": options.gate,
+        "runs_a_side": options.runs,
+        "same_configuration": {"trials": same, "no_measurable_change": quiet, "gate_passed": passed},
+        "torch_threads_1": threads,
+        "targets": {
+            "same, runs a side: no measurable change in >= 9 of 10": quiet["runs_a_side"]
+            >= 0.9 * options.trials,
+            "same, one run a side: no measurable change in >= 9 of 10": quiet["one_run_a_side"]
+            >= 0.9 * options.trials,
+            "threads 1: slower and gate exit 1": threads["verdict"] == "slower" and threads["exit_code"] == 1,
+        },
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["targets"]), f"no measurable change: {quiet} of {options.trials}")
+
+
+if __name__ == "__main__":
+    main()
