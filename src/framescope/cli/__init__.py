@@ -58,10 +58,12 @@ def models_command(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from framescope.cli._annotate_cmd import add_annotate_arguments, annotate_command
+    from framescope.cli._compare_cmd import add_compare_arguments, compare_command
     from framescope.cli._diagnose_cmd import add_diagnose_arguments, diagnose_command
     from framescope.cli._extract_cmd import add_extract_arguments, extract_command
     from framescope.cli._report_cmd import add_report_arguments, report_command
     from framescope.cli._run_cmd import add_run_arguments, run_command
+    from framescope.cli._sweep_cmd import add_sweep_arguments, sweep_command
 
     parser = _Parser(
         prog="framescope",
@@ -102,12 +104,32 @@ def build_parser() -> argparse.ArgumentParser:
             diagnose_command,
         ),
         (
+            "compare",
+            "compare two runs line by line with confidence intervals; a CI gate on regressions",
+            "Throughput and every stage of a baseline and a candidate run: change, 95 % interval and a "
+            "verdict (faster, slower, no measurable change) above a noise floor the runs themselves show. "
+            "--fail-on-regression PCT exits 1 on a regression shown with confidence; --rerun measures both "
+            "again, interleaved.",
+            add_compare_arguments,
+            compare_command,
+        ),
+        (
             "report",
             "write one self-contained HTML report of one run, or a comparison of several",
             "Charts and tables of finished run directories (stage latencies, timeline, distributions, live "
             "latency, CPU and threads, findings, measured what-if) in one HTML file that opens offline.",
             add_report_arguments,
             report_command,
+        ),
+        (
+            "sweep",
+            "run one job over lists of settings (batch size, AMP, pipeline, ...): best, budget, knee",
+            "Every combination (or one factor at a time) of the settings given as comma lists, e.g. "
+            "--batch-size 1,2,4,8 --use-amp off,on; each point an ordinary run directory measured until its "
+            "rate is stable, in interleaved rounds; out of memory is a result. Writes sweep.csv and "
+            "sweep.json (best point, best under --p99-budget-ms, the knee) into one sweep directory.",
+            add_sweep_arguments,
+            sweep_command,
         ),
     ):
         command = commands.add_parser(name, help=summary, description=description)

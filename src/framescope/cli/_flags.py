@@ -4,6 +4,7 @@ gives its option strings, help text and group, and its annotation the value type
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from framescope.config import FlatSetting, flat_settings
@@ -46,7 +47,12 @@ def _value_arguments(setting: FlatSetting) -> dict[str, Any]:
 
 
 def add_setting_arguments(
-    parser: argparse.ArgumentParser, kind: type[Any], *, required: bool = True, group: str | None = None
+    parser: argparse.ArgumentParser,
+    kind: type[Any],
+    *,
+    required: bool = True,
+    group: str | None = None,
+    skip: Collection[str] = (),
 ) -> None:
     """Add a flag for every setting of the config class ``kind`` that has one.
 
@@ -54,11 +60,12 @@ def add_setting_arguments(
     the dataclass supplies the default. ``required``: whether a setting without a default is a required
     flag; False where something else may supply it (``run --config``), and ``--help`` then says
     ``(default: required)``. ``group``: the help group of settings that name none (None: the parser's own).
+    ``skip``: flat names left out, for a command that gives those settings another form (``sweep``'s lists).
     """
     groups: dict[str, argparse._ArgumentGroup] = {}
     for setting in flat_settings(kind):
         spec = setting.spec
-        if spec.flag is None:
+        if spec.flag is None or setting.name in skip:
             continue
         target: argparse._ActionsContainer = parser
         title = spec.group or group

@@ -16,7 +16,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="RUN_DIR",
-        help="run directories made by framescope run; several are compared side by side",
+        help="run directories made by framescope run (several are compared side by side), or sweep "
+        "directories made by framescope sweep",
     )
     parser.add_argument(
         "-o",

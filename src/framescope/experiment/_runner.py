@@ -12,12 +12,12 @@ experiment; Ctrl-C ends it after the run in progress, and every finished run is 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from framescope._observer import RunObserver
+from framescope._observer import RunObserver, StartInfo
 from framescope.config import RunConfig
 from framescope.errors import FramescopeError, OutOfMemory
 from framescope.records import Row, RunResult
@@ -35,7 +35,8 @@ class Candidate:
 @dataclass(frozen=True)
 class StopRule:
     """When a run has measured enough: its steady steps' rate stable over the last ``windows`` windows of
-    ``window`` steps (within ``tolerance``), after at least ``min_steps`` steps; or ``max_seconds`` passed."""
+    ``window`` steps (within ``tolerance``), after at least ``min_steps`` steps; or ``max_seconds`` of
+    stepping passed (building the model and warming up are not counted)."""
 
     window: int = 5
     windows: int = 3
@@ -53,6 +54,9 @@ class _Watch(RunObserver):
         self.rates: list[float] = []
         self.steps = 0
         self.stable = False
+
+    def on_start(self, info: StartInfo) -> None:
+        self.started = self.clock()  # the cap is on measuring: building the model and warming up are not
 
     def on_step(self, row: Row) -> None:
         self.steps += 1
@@ -140,6 +144,7 @@ class Experiment:
         self.rounds_run = 0
         self._outcomes = {c.name: Outcome(c) for c in candidates}
         self._failed: set[str] = set()
+        self._excluded: set[str] = set()
 
     def config_of(self, candidate: Candidate, round_index: int) -> RunConfig:
         config = self.base.replace(
@@ -185,6 +190,11 @@ class Experiment:
             self._round([self.candidates[0], *chosen])
         return self.outcomes()
 
+    def exclude(self, names: Iterable[str]) -> None:
+        """Leave the candidates ``names`` out of every run from now on, in this round too (a sweep skips the
+        batch sizes larger than one that ran out of memory); their outcomes keep the trials they had."""
+        self._excluded.update(names)
+
     def outcomes(self) -> list[Outcome]:
         return [self._outcomes[c.name] for c in self.candidates]
 
@@ -195,7 +205,7 @@ class Experiment:
         order = candidates if round_index % 2 == 0 else candidates[::-1]  # no candidate always runs first
         try:
             for candidate in order:
-                if candidate.name in self._failed:
+                if candidate.name in self._failed or candidate.name in self._excluded:
                     continue  # out of memory (or broken) once is enough: later rounds would repeat it
                 trial = self._measure(candidate, round_index)
                 self._outcomes[candidate.name].trials.append(trial)

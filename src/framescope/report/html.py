@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -108,21 +109,28 @@ _LOADER = """
 """
 
 
-def render_report(results: Sequence[RunResult]) -> str:
-    """The whole page for ``results``: the comparison first when there are several, then each run."""
+def render_report(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()) -> str:
+    """The whole page for ``results``: the comparison first when there are several, then each run; sweeps
+    (``sweep.json`` as :func:`framescope.sweep.load_sweep` reads it) before the runs."""
     from plotly.offline import get_plotlyjs
 
-    from framescope.report import _sections
+    from framescope.report import _sections, _sweep
 
     labels = _sections.run_labels(results)
     flags = _sections.setting_flags()
-    title = labels[0] if len(results) == 1 else f"comparison of {len(results)} runs"
-    places = ", ".join(str(r.run_dir) for r in results)
+    if sweeps and not results:
+        title = f"sweep {Path(sweeps[0]['sweep_dir']).name}" if len(sweeps) == 1 else f"{len(sweeps)} sweeps"
+        places = ", ".join(str(s["sweep_dir"]) for s in sweeps)
+        what = f"{len(sweeps)} sweep director{'y' if len(sweeps) == 1 else 'ies'}"
+    else:
+        title = labels[0] if len(results) == 1 else f"comparison of {len(results)} runs"
+        places = ", ".join([*(str(s["sweep_dir"]) for s in sweeps), *(str(r.run_dir) for r in results)])
+        what = f"{len(results) + len(sweeps)} director{'y' if len(results) + len(sweeps) == 1 else 'ies'}"
     body = [
-        f"<header><h1>framescope report: {escape(title)}</h1><p>{len(results)} run "
-        f"director{'y' if len(results) == 1 else 'ies'}: {escape(places)}. framescope {escape(__version__)}."
-        "</p></header>"
+        f"<header><h1>framescope report: {escape(title)}</h1><p>{what}: {escape(places)}. "
+        f"framescope {escape(__version__)}.</p></header>"
     ]
+    body += [_sweep.sweep_section(sweep, f"s{index}") for index, sweep in enumerate(sweeps, 1)]
     if len(results) > 1:
         body.append(_sections.comparison_section(results, labels))
     for index, (result, label) in enumerate(zip(results, labels, strict=True), 1):
@@ -161,11 +169,16 @@ def _write(output: Path, text: str) -> None:
 
 
 def write_report(run_dirs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> Path:
-    """Render the runs in ``run_dirs`` (one run, or a comparison of several) to the HTML file ``output``."""
+    """Render the runs in ``run_dirs`` (one run, or a comparison of several) to the HTML file ``output``; a
+    sweep directory (it holds sweep.csv) among them is drawn as a sweep."""
     if not run_dirs:
         raise FramescopeError("no run directory given; pass at least one directory made by framescope run.")
     path = Path(output)
     if path.is_dir():
         raise OutputError(f"{str(path)!r} is a directory; pass -o with a file name, e.g. {path}/report.html.")
-    _write(path, render_report(load_runs(run_dirs)))
+    from framescope.sweep import is_sweep_dir, load_sweep
+
+    sweeps = [load_sweep(d) for d in run_dirs if is_sweep_dir(Path(d))]
+    runs = [d for d in run_dirs if not is_sweep_dir(Path(d))]
+    _write(path, render_report(load_runs(runs), sweeps))
     return path
