@@ -16,7 +16,14 @@ from tests.conftest import run_cli
 
 import framescope
 from framescope import RunConfig
-from framescope.compare import compare_groups, compare_rounds, compare_runs, config_of, overrides_between
+from framescope.compare import (
+    compare_groups,
+    compare_rounds,
+    compare_runs,
+    config_of,
+    overrides_between,
+    rerun,
+)
 from framescope.records import COLUMNS, RunResult
 from framescope.stats import block_bootstrap_ratio, block_indices, median_of, rate_of, segment_drift
 
@@ -304,3 +311,25 @@ def test_rerun_measures_both_again_in_interleaved_rounds(runs: dict[str, Path], 
     runs_mode = json.loads(done.out)
     assert runs_mode["method"] == "runs"  # three run directories a side, judged by their spread
     assert next(x for x in runs_mode["lines"] if x["metric"] == "prep_latency_ms")["verdict"] == "slower"
+
+
+def test_ctrl_c_during_a_rerun_keeps_the_rounds_that_finished(tmp_path: Path) -> None:
+    """Ctrl-C in the third run (round 2's first): round 1's pair is compared, the rest is not invented."""
+    calls: list[str] = []
+
+    def fake(config: RunConfig, observer: Any = None) -> RunResult:
+        calls.append(config.output_dir)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        run = fake_run(str(Path(config.output_dir) / str(config.run_name)), np.full(30, 50.0))
+        run.summary["steady_fps"] = 160.0 if config.preprocess.level == "simple" else 120.0
+        return run
+
+    base = RunConfig.from_flat(model_name=SMALL, input_path="clip.mp4", prep_level="simple")
+    comparison, parent, interrupted = rerun(
+        base, base.replace(prep_level="complex"), output_dir=tmp_path, rounds=3, names=("a", "b"), run=fake
+    )
+    assert interrupted and len(calls) == 3
+    assert comparison.rounds == 1 and comparison.lines[0].verdict == "too few runs"
+    assert "1 round(s): an interval needs at least 3 (--rounds)" in comparison.warnings
+    assert json.loads((parent / "compare.json").read_text())["rounds"] == 1

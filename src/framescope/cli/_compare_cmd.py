@@ -155,6 +155,7 @@ def _comparison(args: argparse.Namespace, console: Console) -> Any:
     console.print(f"runs and compare.json: {parent}", markup=False)
     if interrupted:
         comparison.warnings.append("interrupted with Ctrl-C: the comparison uses the rounds that finished")
+        args.interrupted = True
     return comparison
 
 
@@ -177,4 +178,6 @@ def compare_command(args: argparse.Namespace) -> int:
             console.print(
                 f"gate: {gate['message']}", markup=False, style="bold red" if gate["failed"] else None
             )
+    if getattr(args, "interrupted", False):
+        return 130  # Ctrl-C: what finished is printed, but a cut-short gate is no verdict
     return 1 if gate is not None and gate["failed"] else 0
