@@ -20,24 +20,14 @@ import json
 import platform
 import shlex
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from tune import FRAMESCOPE, framescope_run  # this folder is on sys.path when run as a script
+
 RESULTS = Path(__file__).parent / "results"
-FRAMESCOPE = [sys.executable, "-m", "framescope"]
-
-
-def framescope_run(args: list[str], out: Path) -> Path:
-    before = set(out.glob("*")) if out.exists() else set()
-    command = [*FRAMESCOPE, "run", *args, "--output-dir", str(out), "--progress", "none"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{shlex.join(command)} failed ({done.returncode}):\n{done.stderr}")
-    (run_dir,) = set(out.glob("*")) - before
-    return run_dir
 
 
 def compare(baseline: Path, candidate: Path, gate: float) -> dict[str, Any]:
