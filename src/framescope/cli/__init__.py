@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from framescope.cli._compare_cmd import add_compare_arguments, compare_command
     from framescope.cli._diagnose_cmd import add_diagnose_arguments, diagnose_command
     from framescope.cli._extract_cmd import add_extract_arguments, extract_command
+    from framescope.cli._launch_cmd import add_launch_arguments, launch_command
     from framescope.cli._report_cmd import add_report_arguments, report_command
     from framescope.cli._run_cmd import add_run_arguments, run_command
     from framescope.cli._sweep_cmd import add_sweep_arguments, sweep_command
@@ -120,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
             "latency, CPU and threads, findings, measured what-if) in one HTML file that opens offline.",
             add_report_arguments,
             report_command,
+        ),
+        (
+            "launch",
+            "run many workers from one launch file, together, each on its own cores",
+            "Workers (each a run configuration, with shared defaults and per-worker overrides) start as "
+            "separate processes, wait for each other's set-up, run together and write their run directories "
+            "under one launch directory with an aggregate summary.json; --solo measures each alone first.",
+            add_launch_arguments,
+            launch_command,
         ),
         (
             "sweep",

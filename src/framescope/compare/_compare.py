@@ -434,8 +434,11 @@ def load_side(path: Path) -> list[RunResult]:
     """A side of a comparison: one run directory, or a directory of run directories (several runs of one
     job, e.g. ``compare --rerun``'s ``baseline/round-N``), each read as the report reads it (one line naming
     a bad one)."""
-    from framescope.report.html import METRICS_GLOB, load_runs
+    from framescope.report.html import METRICS_GLOB, launched_runs, load_runs
 
+    launched = launched_runs(path)
+    if launched != [path]:  # a launch directory: its workers (replicas of one job compare as several runs)
+        return load_runs(launched)
     if path.is_dir() and not any(path.glob(METRICS_GLOB)):
         inner = sorted(p for p in path.iterdir() if p.is_dir() and any(p.glob(METRICS_GLOB)))
         if inner:

@@ -24,18 +24,32 @@ HOST_WALL = "host-wall"
 CUDA_SYNC = "cuda-sync"
 
 
+_NVTX_PREFIX = [""]
+"""Put before every NVTX range name: a launched worker's name, so one timeline separates the workers."""
+
+
+def set_nvtx_prefix(prefix: str) -> None:
+    """Name every NVTX range this process opens from now on ``PREFIX + name`` (``framescope launch`` sets
+    ``WORKER/`` in each worker)."""
+    _NVTX_PREFIX[0] = prefix
+
+
 def _nvtx_functions() -> tuple[Callable[[str], object], Callable[[], object]]:
     """NVTX push/pop, or no-ops where this torch build has no NVTX (CPU-only builds)."""
     try:
-        push, pop = torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop
-        push("framescope.probe")
+        range_push, pop = torch.cuda.nvtx.range_push, torch.cuda.nvtx.range_pop
+        range_push("framescope.probe")
         pop()
+
+        def push(msg: str) -> object:
+            return range_push(_NVTX_PREFIX[0] + msg)
+
     except (AttributeError, RuntimeError):
 
-        def push(_msg: str) -> int:
+        def push(msg: str) -> object:
             return 0
 
-        def pop() -> int:
+        def pop() -> object:
             return 0
 
     return push, pop

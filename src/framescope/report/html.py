@@ -36,6 +36,16 @@ def _is_run_dir(path: Path) -> bool:
     return path.is_dir() and any(path.glob(METRICS_GLOB))
 
 
+def launched_runs(path: Path) -> list[Path]:
+    """A launch directory's workers' run directories (``framescope launch``), or ``[path]`` itself."""
+    workers = path / "workers"
+    if (path / "launch.yaml").is_file() and workers.is_dir():
+        inner = sorted(p for p in workers.iterdir() if _is_run_dir(p))
+        if inner:
+            return inner
+    return [path]
+
+
 def load_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[RunResult]:
     """Each directory read with :func:`load_run`; anything that is not a readable run directory is a
     :class:`FramescopeError` naming it and what to pass instead."""
@@ -179,6 +189,6 @@ def write_report(run_dirs: Sequence[str | os.PathLike[str]], output: str | os.Pa
     from framescope.sweep import is_sweep_dir, load_sweep
 
     sweeps = [load_sweep(d) for d in run_dirs if is_sweep_dir(Path(d))]
-    runs = [d for d in run_dirs if not is_sweep_dir(Path(d))]
+    runs = [r for d in run_dirs if not is_sweep_dir(Path(d)) for r in launched_runs(Path(d))]
     _write(path, render_report(load_runs(runs), sweeps))
     return path
