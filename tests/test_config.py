@@ -8,9 +8,11 @@ import pytest
 from tests.conftest import run_cli
 
 from framescope.config import (
+    BACKENDS,
     DECODERS,
     IMAGE_FORMATS,
     MODES,
+    MULTI_MODEL_STRATEGIES,
     PIPELINES,
     PREP_LEVELS,
     PROGRESS_MODES,
@@ -312,6 +314,7 @@ FLAT_NAMES = {
     "num_classes": ("model", "num_classes"),
     "lr": ("model", "learning_rate"),
     "split_point": ("model", "split_point"),
+    "backend": ("model", "backend"),
     "input_path": ("source", "input_path"),
     "decoder": ("source", "decoder"),
     "decode_threads": ("source", "decode_threads"),
@@ -341,6 +344,9 @@ FLAT_NAMES = {
     "run_name": ("run_name",),
     "seed": ("seed",),
     "progress": ("progress",),
+    "multi_model": ("multi_model",),
+    "solo_steps": ("solo_steps",),
+    "models": ("models",),
 }
 
 
@@ -388,10 +394,12 @@ def test_choices_come_from_the_literal_annotations() -> None:
     choices = {s.name: s.choices for s in flat_settings(RunConfig) if s.choices is not None}
     assert choices == {
         "mode": MODES,
+        "backend": BACKENDS,
         "decoder": DECODERS,
         "prep_level": PREP_LEVELS,
         "pipeline": PIPELINES,
         "progress": PROGRESS_MODES,
+        "multi_model": MULTI_MODEL_STRATEGIES,
     }
     assert DECODERS == ("opencv", "pyav", "torchcodec")
     assert PROGRESS_MODES == ("auto", "bar", "log", "none")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from framescope._backend import build_onnx_runner, model_input_shape
 from framescope._memory import batch_memory, check_batch_memory, host_out_of_memory
 from framescope._observer import RunObserver
 from framescope._placement import batch_device, decode_size, model_input_device, resolve_devices
@@ -27,6 +28,8 @@ from framescope.instrument import Clock, monotonic, profiling_requested_by_env
 from framescope.instrument.cpu_load import CpuLoadMeter
 from framescope.instrument.memory import PeakMemory
 from framescope.models import (
+    OnnxRunner,
+    Runner,
     SplitModel,
     build_model,
     input_spec,
@@ -160,14 +163,27 @@ def assemble(config: RunConfig, threads: ThreadPlan, clock: Clock) -> Parts:
         spec = input_spec(config.model.name, model)
         source.set_output_size(decode_size(config, spec, source.info))
         _check_memory(config, source, spec)
-        runner = make_runner(
-            model,
-            task,
-            config.model,
-            model_device,
-            seed=config.seed,
-            span=timers.device_span(on_gpu=model_device.type == "cuda"),
-        )
+        runner: Runner | OnnxRunner
+        if config.model.backend == "onnxruntime":
+            runner, onnx_setup = build_onnx_runner(
+                config,
+                model,
+                task,
+                model_device,
+                input_shape=model_input_shape(config, spec, _frame_size(source)),
+                threads=threads.torch_threads,
+                clock=clock,
+            )
+            setup.update(onnx_setup)
+        else:
+            runner = make_runner(
+                model,
+                task,
+                config.model,
+                model_device,
+                seed=config.seed,
+                span=timers.device_span(on_gpu=model_device.type == "cuda"),
+            )
         inference = config.model.mode == "inference"
         plan = plan_stages(
             batch_device=batch_device(config),
@@ -181,7 +197,9 @@ def assemble(config: RunConfig, threads: ThreadPlan, clock: Clock) -> Parts:
             post_device=post_device,
             results_back=functools.partial(results_to_host, wait=False),
         )
-        setup["model_build_s"] = clock() - t
+        setup["model_build_s"] = (
+            clock() - t - setup.get("onnx_export_s", 0.0) - setup.get("onnx_session_s", 0.0)
+        )
         t = clock()
         _warm_up(config, plan, source)
         timers.discard_warmup()
@@ -193,6 +211,9 @@ def assemble(config: RunConfig, threads: ThreadPlan, clock: Clock) -> Parts:
     model_info = _model_info(
         config, task, model, spec, model_device, split=isinstance(runner.model, SplitModel)
     )
+    model_info["backend"] = config.model.backend
+    if isinstance(runner, OnnxRunner):
+        model_info["onnxruntime"] = runner.info()
     return Parts(source, plan, timers, threads, model_info, setup, setup_cpu, uses_cuda)
 
 
@@ -205,6 +226,10 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
     started_at = time.time()
     if profiling_requested_by_env() and not config.profile.enabled:
         config = config.replace(torch_profile=True)
+    if config.several_models:  # --model-name a,b: every model on each frame
+        from framescope._multi import run_several
+
+        return run_several(config, observer=observer, clock=clock)
     resolve_devices(config)  # asking for CUDA without one is an error before anything is bound
     threads = configure_threads(
         config.cores,

@@ -144,6 +144,12 @@ class LoopPhase:
         config, plan = self.config, self.parts.threads
         if config.pipeline != "async" or config.torch_threads is not None:
             return None
+        if config.model.backend == "onnxruntime":  # its session's threads are fixed when it is made
+            self.thread_notes.append(
+                f"async thread plan not measured: onnxruntime's session keeps the {plan.torch_threads} "
+                "intra-op threads it was made with; set --torch-threads to choose them"
+            )
+            return None
         candidates = trial_candidates(plan.core_count, plan.decode_threads)
         if not candidates:
             return None

@@ -418,10 +418,29 @@ class ModelConfig:
         help="run the model up to LAYER on the CPU, the rest on the model's device; the transfer is timed "
         "(framescope models --split-points MODEL lists layers)",
     )
+    backend: Literal["torch", "onnxruntime"] = setting(
+        "torch",
+        flag="--backend",
+        help="torch, or onnxruntime: the model exported to ONNX (cached) and run by an ONNX Runtime session "
+        "(pip install 'framescope[onnx]')",
+    )
 
     def __post_init__(self) -> None:
         _require_text(self.name, "model name is empty; pass --model-name, e.g. --model-name resnet50.")
         _choice(self.mode, MODES, "mode", "--mode")
+        _choice(self.backend, BACKENDS, "backend", "--backend")
+        if self.backend == "onnxruntime":
+            for wanted, flag in (
+                (self.mode == "retrain", "--mode retrain"),
+                (self.compile, "--enable-compile"),
+                (self.split_point is not None, "--split-point"),
+                (self.amp, "--use-amp"),
+            ):
+                if wanted:
+                    raise ConfigError(
+                        f"{flag} needs the torch model, but --backend onnxruntime runs an exported ONNX "
+                        f"graph (inference only, float32, one device); drop {flag} or use --backend torch."
+                    )
         if self.split_point is not None:
             model, _, layer = self.split_point.strip().rpartition(":")
             if not layer:
@@ -439,6 +458,7 @@ class ModelConfig:
 
 
 MODES = _choices_of(ModelConfig, "mode")
+BACKENDS = _choices_of(ModelConfig, "backend")
 
 
 @dataclass(kw_only=True)
@@ -540,6 +560,27 @@ class RunConfig:
     progress: Literal["auto", "bar", "log", "none"] = setting(
         "auto", flag="--progress", help="auto: a bar on a terminal, log lines otherwise"
     )
+    multi_model: Literal["serial", "threads", "asyncio", "asyncio-threads", "processes", "streams", "all"] = (
+        setting(
+            "serial",
+            flag="--multi-model",
+            help="several models (--model-name a,b): serial, threads, asyncio (each blocking call awaited, "
+            "as the seed wrote it: no overlap), asyncio-threads (asyncio.to_thread), processes, streams "
+            "(one CUDA stream each), or all of them in turn",
+        )
+    )
+    solo_steps: int = setting(
+        5,
+        flag="--solo-steps",
+        metavar="N",
+        help="several models: batches each model first runs alone, for its interference figure; 0: none",
+    )
+    models: tuple[ModelConfig, ...] | None = setting(
+        None,
+        flag=None,
+        help="several models per frame, each a model section of its own (YAML; its unset keys are the "
+        "model section's); --model-name a,b names them on the command line",
+    )
 
     FLAT_FIELDS: ClassVar[dict[str, tuple[str, ...]]]
     """Flat name (the seed's flag with underscores) -> path in the nested config, from the fields' settings;
@@ -565,6 +606,68 @@ class RunConfig:
                 f"run_name = {self.run_name!r} should be a plain directory name without '{os.sep}'."
             )
         _choice(self.progress, PROGRESS_MODES, "progress", "--progress")
+        self._settle_models()
+
+    # --- several models per frame ---------------------------------------------------------------------
+
+    def _settle_models(self) -> None:
+        """Build the ``models`` entries (over the model section), keep ``model.name`` their comma list, and
+        refuse what several models per frame cannot do."""
+        _choice(self.multi_model, MULTI_MODEL_STRATEGIES, "multi_model", "--multi-model")
+        _non_negative_int(self.solo_steps, "solo_steps", "--solo-steps")
+        if self.models is not None:
+            if not isinstance(self.models, list | tuple) or not self.models:
+                raise ConfigError(
+                    "models should be a non-empty list of model sections, e.g. models: [{name: resnet18}, "
+                    "{name: mobilenet_v3_small}]."
+                )
+            inherited = {f.name: getattr(self.model, f.name) for f in dataclasses.fields(ModelConfig)}
+            built = tuple(_model_entry(entry, index, inherited) for index, entry in enumerate(self.models))
+            self.models = built
+            self.model.name = ",".join(m.name for m in built)
+        names = split_model_names(self.model.name)
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(
+                f"--model-name {self.model.name!r} names {', '.join(twice)} more than once; name each model "
+                "once (their CSV files are named by model)."
+            )
+        if len(names) == 1:
+            if self.multi_model != "serial":
+                raise ConfigError(
+                    f"--multi-model {self.multi_model} needs several models; pass --model-name a,b (or drop "
+                    "--multi-model to run one model)."
+                )
+            return
+        refused = (
+            (self.pipeline == "async", "--pipeline async", "--pipeline sync"),
+            (self.model.mode == "retrain", "--mode retrain", "--mode inference"),
+            (self.model.split_point is not None, "--split-point", "no --split-point"),
+        )
+        for wanted, flag, fix in refused:
+            if wanted:
+                raise ConfigError(
+                    f"{flag} runs one model; several models per frame ({self.model.name}) need {fix}."
+                )
+        if self.multi_model == "streams" and not all(m.on_gpu for m in self.model_list):
+            raise ConfigError(
+                "--multi-model streams runs each model on a CUDA stream: pass --infer-on-gpu (on a machine "
+                "with a GPU), or pick threads."
+            )
+
+    @property
+    def model_list(self) -> list[ModelConfig]:
+        """Every model the run runs on each frame, in order: one for an ordinary run."""
+        if self.models:
+            return list(self.models)
+        names = split_model_names(self.model.name)
+        if len(names) == 1:
+            return [self.model]
+        return [dataclasses.replace(self.model, name=name) for name in names]
+
+    @property
+    def several_models(self) -> bool:
+        return len(split_model_names(self.model.name)) > 1
 
     @property
     def cores(self) -> tuple[int, ...] | None:
@@ -604,6 +707,10 @@ class RunConfig:
                 kwargs[key] = _build_section(SECTIONS[key], key, value)
             else:
                 kwargs[key] = value
+        if "model" not in kwargs and isinstance(data.get("models"), list) and data["models"]:
+            entries = data["models"]  # the model section is the entries' common part; alone, its name
+            names = [e.get("name", "") if isinstance(e, dict) else "" for e in entries]
+            kwargs["model"] = ModelConfig(name=",".join(str(n) for n in names) or "?")
         for required in ("model", "source"):
             if required not in kwargs:
                 flag = "--model-name" if required == "model" else "--input_path"
@@ -630,8 +737,16 @@ class RunConfig:
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain nested dict, the shape of ``config.yaml``."""
-        return dataclasses.asdict(self)
+        """A plain nested dict, the shape of ``config.yaml``. ``models`` entries hold their name and what
+        differs from the model section: a change to the section reaches every entry that does not set it."""
+        data = dataclasses.asdict(self)
+        if self.models:
+            base = data["model"]
+            data["models"] = [
+                {k: v for k, v in entry.items() if k == "name" or v != base.get(k)}
+                for entry in data["models"]
+            ]
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -647,12 +762,45 @@ class RunConfig:
             for part in path[:-1]:
                 target = target[part]
             target[path[-1]] = value
+        if "model_name" in flat and "models" not in flat and data.get("models"):
+            # new names: entries kept for the names still there, a plain entry for a new one
+            names = split_model_names(str(flat["model_name"]))
+            by_name = {entry["name"]: entry for entry in data["models"]}
+            data["models"] = [by_name.get(n, {"name": n}) for n in names] if len(names) > 1 else None
         return RunConfig.from_dict(data)
 
 
 RunConfig.FLAT_FIELDS = {s.name: s.path for s in flat_settings(RunConfig)}
 PIPELINES = _choices_of(RunConfig, "pipeline")
 PROGRESS_MODES = _choices_of(RunConfig, "progress")
+MULTI_MODEL_STRATEGIES = _choices_of(RunConfig, "multi_model")
+
+
+def split_model_names(text: str) -> list[str]:
+    """``--model-name a,b,c`` as its names; an empty piece (``a,,b``) is an error."""
+    names = [name.strip() for name in str(text).split(",")]
+    if len(names) > 1 and not all(names):
+        raise ConfigError(
+            f"--model-name {text!r} has an empty name; separate model names with single commas: a,b,c."
+        )
+    return names
+
+
+def _model_entry(entry: object, index: int, inherited: dict[str, Any]) -> ModelConfig:
+    """One ``models:`` entry: a model section whose unset keys are the model section's."""
+    if isinstance(entry, ModelConfig):
+        return entry
+    if not isinstance(entry, dict) or not entry.get("name"):
+        raise ConfigError(
+            f"models[{index}] = {entry!r} should be a model section with a name, e.g. {{name: resnet18}}."
+        )
+    allowed = list(inherited)
+    for key in entry:
+        if key not in allowed:
+            raise ConfigError(_unknown(f"unknown key {key!r} in models[{index}]", key, allowed))
+    if "," in str(entry["name"]):
+        raise ConfigError(f"models[{index}] name {entry['name']!r} should be one model name, without commas.")
+    return ModelConfig(**{**inherited, **entry})
 
 
 def flat_defaults() -> dict[str, Any]:
@@ -696,7 +844,12 @@ def command_line(config: RunConfig, program: str = "framescope run") -> str:
     import shlex
 
     defaults = flat_defaults()
-    changed = {name: value for name, value in flat_values(config).items() if value != defaults.get(name)}
+    flagged = {s.name for s in flat_settings(RunConfig) if s.spec.flag}  # models: --model-name says them
+    changed = {
+        name: value
+        for name, value in flat_values(config).items()
+        if value != defaults.get(name) and name in flagged
+    }
     return " ".join([program, *(shlex.quote(part) for part in flags_for(changed))])
 
 

@@ -45,14 +45,14 @@ def config_table(info: StartInfo) -> Table:
     fps = f", {source.fps:.2f} fps" if source.fps else ""
     count = f", {source.frame_count} frames" if source.frame_count else ""
     table.add_row("input", f"{source.uri} ({source.kind}, {size}{fps}{count}, decoder {source.decoder})")
-    model = info.model
-    spec = model["input"]
-    shape = f"{spec['size'][0]}x{spec['size'][1]}" if spec["size"] else f"shorter side {spec['resize']}"
-    table.add_row(
-        "model",
-        f"{model['name']} ({model['task']}, {model['parameters'] / 1e6:.1f} M parameters, input {shape}) on "
-        f"{model['device']}",
-    )
+    for model in info.model.get("models") or [info.model]:  # several models per frame: one line each
+        spec = model["input"]
+        shape = f"{spec['size'][0]}x{spec['size'][1]}" if spec["size"] else f"shorter side {spec['resize']}"
+        table.add_row(
+            "model",
+            f"{model['name']} ({model['task']}, {model['parameters'] / 1e6:.1f} M parameters, input {shape}) "
+            f"on {model['device']}",
+        )
     table.add_row("timing", f"{info.timing_method} (see README: timing semantics)")
     resolved = redact_value(info.config.to_dict())
     for section in ("model", "source", "preprocess", "profile"):
@@ -137,6 +137,11 @@ class ConsoleObserver(RunObserver):
         self.console.print(f"[bold {colour}]run {status}[/]")
         if result.summary.get("stages"):
             self.console.print(summary_table(result.summary))
+        if result.summary.get("models"):
+            from framescope.report.multi_text import frame_line, models_table
+
+            self.console.print(models_table(result.summary))
+            self.console.print(frame_line(result.summary), markup=False)
         for line in summary_lines(result):
             if line:
                 self.console.print(line, markup=False)

@@ -63,6 +63,11 @@ def run_command(args: argparse.Namespace) -> int:
     from framescope.cli._progress import ConsoleObserver
 
     config = config_from_args(args)
+    if config.several_models and (args.tune or args.report):
+        flag = "--tune" if args.tune else "--report"
+        raise ConfigError(f"{flag} judges one model's run; run it on each model alone (--model-name NAME).")
+    if config.multi_model == "all":
+        return _run_strategies(config)
     if args.tune:
         from framescope.cli._diagnose_cmd import check_rounds
 
@@ -80,3 +85,27 @@ def run_command(args: argparse.Namespace) -> int:
         path = write_report([result.run_dir], result.run_dir / "report.html")
         observer.console.print(f"report: {path}", markup=False)
     return 0 if result.status == "complete" else 1
+
+
+def _run_strategies(config: RunConfig) -> int:
+    """``--multi-model all``: each strategy in turn, one line each, then the table side by side."""
+    from rich.console import Console
+
+    from framescope._multi import StrategyRun, run_strategies
+    from framescope.report.multi_text import strategies_table
+
+    console = Console(highlight=False, width=160)
+
+    def on_run(run: StrategyRun) -> None:
+        if run.result is not None and run.error is None:
+            fps = run.result.fps
+            console.print(f"{run.strategy}: {fps or 0:.1f} FPS  {run.result.run_dir}", markup=False)
+        else:
+            console.print(f"{run.strategy}: failed: {run.error}", markup=False)
+
+    parent, runs = run_strategies(config, on_run=on_run)
+    console.print(
+        strategies_table([(r.strategy, r.result.summary if r.result else None, r.error) for r in runs])
+    )
+    console.print(f"run directories: {parent}/STRATEGY/round-1", markup=False)
+    return 0 if runs and all(r.error is None for r in runs) else 1

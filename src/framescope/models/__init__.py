@@ -3,6 +3,7 @@
 from framescope.models._amp import amp_dtype
 from framescope.models._detection import RawDetections, detection_family, forward_raw
 from framescope.models._move import move, on_device, to_host
+from framescope.models._onnx import OnnxRunner, onnx_cache_dir
 from framescope.models._registry import build_model, input_spec, load_weights_file, models_by_task, task_of
 from framescope.models._runner import (
     InferenceRunner,
@@ -16,6 +17,7 @@ from framescope.models._split import SplitModel, parse_split_point, split_points
 
 __all__ = [
     "InferenceRunner",
+    "OnnxRunner",
     "RawDetections",
     "RetrainRunner",
     "Runner",
@@ -32,6 +34,7 @@ __all__ = [
     "models_by_task",
     "move",
     "on_device",
+    "onnx_cache_dir",
     "parse_split_point",
     "split_points",
     "task_of",

@@ -110,9 +110,11 @@ class RunWriter:
     one-line message naming the file, what was kept and the fix. After a row could not be written, further
     rows raise the same error."""
 
-    def __init__(self, run_dir: Path, csv_name: str) -> None:
+    def __init__(self, run_dir: Path, csv_name: str, columns: tuple[str, ...] = COLUMNS) -> None:
         self.run_dir = run_dir
         self.csv_path = run_dir / csv_name
+        self.columns = columns
+        """The CSV's columns: a run's rows (COLUMNS), or another record's (a multi-model run's frames.csv)."""
         self.rows_written = 0
         self._fd: int | None = None
         self._size = 0
@@ -215,7 +217,7 @@ class RunWriter:
 
     def open_rows(self) -> None:
         """Create the CSV with its header, then hold back space for the summary (when there is any)."""
-        header = self._encode(COLUMNS)
+        header = self._encode(self.columns)
         try:
             self._fd = os.open(self.csv_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             self._made.append(self.csv_path)
@@ -231,7 +233,7 @@ class RunWriter:
         if self._row_failure is not None:
             raise self._row_failure[1]
         assert self._fd is not None, "open_rows() first"
-        data = self._encode([_format(row.get(column)) for column in COLUMNS])
+        data = self._encode([_format(row.get(column)) for column in self.columns])
         try:
             _write_all(self._fd, data)
         except OSError as exc:
