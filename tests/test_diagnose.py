@@ -252,7 +252,10 @@ def test_a_live_input_that_falls_behind_and_frames_that_wait() -> None:
     assert list(sync.evidence["stage_speedups"]) == ["exec", "read", "post"]  # read (20 ms) cannot either
     assert sync.evidence["stage_speedups"]["read"] is None
     queue = findings["live_latency_is_queueing"]
-    assert queue.overrides == {"live_buffer": 1, "prefetch": 1}
+    assert queue.overrides == {"prefetch": 1}  # newest frames first already: prefetch less
+    buffered = found(summary, {"source": {"live_buffer": 8}, "prefetch": 1})["live_latency_is_queueing"]
+    assert buffered.overrides == {"live_buffer": 0}  # a buffer worked through in order: newest first
+    assert "live_latency_is_queueing" not in found(summary, {"prefetch": 1})  # nothing left to change
     keeping_up = {**summary, "steady_fps": 30.0, "live": {"frames_dropped": 0, "latency_p50_ms": 90.0}}
     assert not {"live_falls_behind", "live_latency_is_queueing"} & set(found(keeping_up))
 

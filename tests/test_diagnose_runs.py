@@ -85,7 +85,7 @@ def test_a_live_input_faster_than_the_model_falls_behind_and_its_frames_queue(tm
     assert behind["evidence"]["dropped_share"] > 0.2
     assert behind["evidence"]["stage_speedups"]["exec"] > 1  # the model is the stage that could do it alone
     queue = found["live_latency_is_queueing"]
-    assert queue["overrides"] == {"live_buffer": 2}
+    assert queue["overrides"] == {"live_buffer": 0}  # newest frames first instead of the 16 in order
     assert queue["evidence"]["latency_p50_ms"] > 2 * queue["evidence"]["step_p50_ms"]
     # The evidence agrees with the rows the run wrote: the median latency of its steady steps.
     rows = result.rows

@@ -24,7 +24,7 @@ from framescope.config import SourceConfig
 from framescope.errors import ConfigError, SourceError
 from framescope.instrument import FakeClock
 from framescope.models import StepResult
-from framescope.pipeline import PlannedStage, StepPlan, run_sync
+from framescope.pipeline import PlannedStage, StepPlan, read_frames, run_async, run_sync
 from framescope.sources import Frame, FrameBuffer, LiveSource, Source, SourceInfo, backoff_delays, make_source
 
 
@@ -241,6 +241,11 @@ def test_live_run_summary(clip: Path, out_dir: Path) -> None:
     assert live["deadline_ms"] == 1000 and live["on_time_frames"] + live["late_frames"] > 0
     assert live["latency_p50_ms"] <= live["latency_p90_ms"] <= live["latency_p99_ms"]
     assert live["frames_dropped_all_steps"] == int(rows["dropped_frames"].sum())
+    steady = rows[~rows["warmup"].astype(bool)]
+    waited = (steady["latency_ms"] - steady["total_step_latency_ms"]).clip(lower=0)
+    assert live["queueing_p50_ms"] == pytest.approx(float(np.median(waited)))
+    assert live["processing_p50_ms"] == pytest.approx(float(np.median(steady["total_step_latency_ms"])))
+    assert 0 <= live["queueing_share"] <= 1
     assert result.summary["source"]["extra"]["replayed_at_fps"] == 60
 
 
@@ -374,3 +379,78 @@ def test_live_decoding_is_not_counted_in_a_step(clip: Path, out_dir: Path) -> No
     )  # fmt: skip
     assert result.rows["decode_latency_ms"].isna().all()
     assert (result.rows["read_latency_ms"] > 0).all()
+
+
+def filled(capacity: int, frames: int, *, fresh: bool) -> LiveSource:
+    """A live source whose reader has put ``frames`` frames into a buffer of ``capacity`` and ended."""
+    clock = FakeClock()
+    source = LiveSource(
+        lambda: ScriptedSource(clock, frames),
+        capacity=capacity,
+        clock=clock,
+        sleep=clock.sleep,
+        pace_fps=30.0,
+        reconnect=False,
+        fresh=fresh,
+    )
+    source.open()
+    source._start()
+    deadline = time.monotonic() + 10
+    while not source.buffer.closed and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return source
+
+
+def test_under_overload_a_batch_is_the_newest_frames_unless_buffering_was_asked_for() -> None:
+    """Twelve frames came for a buffer of eight (four dropped: the pipeline is behind): a batch of two is
+    the newest two; a burst of eight that fits is taken in order; with an explicit --live-buffer
+    (smoothing) the buffer is worked through in order."""
+    burst = filled(capacity=8, frames=8, fresh=True)
+    assert [f.index for f in read_frames(burst, 2)] == [0, 1]  # a burst that fits: not behind, nothing lost
+    assert burst.dropped == 0
+    fresh = filled(capacity=8, frames=12, fresh=True)  # the buffer overflowed: the pipeline is behind
+    assert [f.index for f in read_frames(fresh, 2)] == [10, 11]
+    assert fresh.dropped == 10 and fresh.info.extra["newest_first"] is True
+    smoothing = filled(capacity=8, frames=12, fresh=False)
+    assert [f.index for f in read_frames(smoothing, 2)] == [4, 5]
+    assert smoothing.dropped == 4
+    fresh.discard(3)  # a stale prefetched batch thrown away unprocessed
+    assert fresh.dropped == 13
+
+
+def async_live_latency(live_buffer: int) -> tuple[float, float, int]:
+    """Real time, async: frames due every 10 ms, a model taking 30 ms per batch of 2; (median latency of
+    the later steps, median step time, frames dropped)."""
+    source = make_source(
+        SourceConfig(input_path="synthetic:32x32:300", source_fps=100, live_buffer=live_buffer)
+    )
+    source.open()
+
+    def model(batch: Any) -> StepResult:
+        time.sleep(0.03)
+        return StepResult(batch)
+
+    rows: list[Row] = []
+    try:
+        run_async(
+            source, StepPlan([PlannedStage("exec", model)]), collecting_loop(rows, batch_size=2, max_steps=20)
+        )
+    finally:
+        source.close()
+    later = rows[5:]
+    return (
+        float(np.median([r["latency_ms"] for r in later])),
+        float(np.median([r["total_step_latency_ms"] for r in later])),
+        sum(r["dropped_frames"] for r in rows),
+    )
+
+
+def test_a_fresh_live_run_keeps_latency_near_the_step_time() -> None:
+    """The prefetch queue and the buffer could hold several batches of backlog; the newest batch is taken
+    instead, so frames are at most about two steps old and the stale ones count as dropped. Asked to buffer
+    (--live-buffer 8), the same run works through its backlog in order, and its frames are older."""
+    latency, step, dropped = async_live_latency(0)
+    assert latency <= 2.5 * step
+    assert dropped > 5
+    buffered, _, _ = async_live_latency(8)
+    assert buffered > 1.5 * latency

@@ -566,17 +566,24 @@ def live_latency_is_queueing(run: RunResult) -> Finding | None:
     latency, step = live.get("latency_p50_ms"), _get(summary, "stages", "total_step_latency_ms", "p50_ms")
     if latency is None or not step or latency < QUEUEING_FACTOR * step:
         return None
-    batch = summary.get("batch_size") or 1
-    overrides: dict[str, Any] = {"live_buffer": batch}
-    if summary.get("pipeline") == "async":
+    overrides: dict[str, Any] = {}
+    if _get(run.config, "source", "live_buffer"):  # a buffer worked through in order: newest-first instead
+        overrides["live_buffer"] = 0
+    if summary.get("pipeline") == "async" and (_get(run.config, "prefetch") or 2) > 1:
         overrides["prefetch"] = 1
-    flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.items())
+    if not overrides:
+        return None  # newest frames first already, nothing prefetched ahead: the step itself is the latency
+    fixes = []
+    if "live_buffer" in overrides:
+        fixes.append("take the newest frames, not the buffer in order (--live-buffer 0)")
+    if "prefetch" in overrides:
+        fixes.append("prefetch one batch, not several (--prefetch 1)")
     return Finding(
         "live_latency_is_queueing",
         "warning",
         f"frames were {latency:.0f} ms old at p50 though a step takes {step:.0f} ms: most of their latency "
         f"is waiting in the live buffer{' and the prefetch queue' if 'prefetch' in overrides else ''}; "
-        f"keep fewer frames waiting ({flags}).",
+        f"{' and '.join(fixes)}.",
         {"latency_p50_ms": latency, "step_p50_ms": step, "threshold_factor": QUEUEING_FACTOR},
         overrides,
     )

@@ -132,6 +132,9 @@ class Producer:
         self.events = (events or EventTimer(new_event)) if self.gpu else None
         self.tag: Any = None
         """Set by the consumer; stamped on each batch when the producer starts it."""
+        self._held: Any = None
+        self._dropped_seen = 0
+        self._newest_first = bool(source.info.live and source.info.extra.get("newest_first"))
 
     def start(self) -> None:
         self._thread.start()
@@ -183,8 +186,23 @@ class Producer:
             self._put(_Failure(exc))
 
     def get(self) -> Produced | None:
-        """The next batch, None at the end of the input; a failure in the producer is raised here."""
-        item = self.queue.get()
+        """The next batch, None at the end of the input; a failure in the producer is raised here. For a
+        live input that processes its newest frames and fell behind (it dropped frames since the last batch),
+        the newest batch waiting: older ones are stale (their frames count as dropped)."""
+        item = self._held if self._held is not None else self.queue.get()
+        self._held = None
+        behind = self.source.dropped > self._dropped_seen  # the input overflowed since the last batch
+        self._dropped_seen = self.source.dropped
+        while self._newest_first and behind and isinstance(item, Produced):
+            try:
+                newer = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(newer, Produced):
+                self._held = newer  # the end or a failure: after this batch
+                break
+            self.source.discard(len(item.frames))
+            item = newer
         if item is _END:
             return None
         if isinstance(item, _Failure):

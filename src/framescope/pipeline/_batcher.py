@@ -18,7 +18,9 @@ from framescope.sources import Frame, Source
 
 
 def read_frames(source: Source, count: int) -> list[Frame]:
-    """Up to ``count`` frames; fewer at the end of the input, none after it."""
+    """Up to ``count`` frames; fewer at the end of the input, none after it. A live input that fell behind
+    first drops all but its newest ``count`` frames, so the batch is the freshest there is."""
+    source.skip_to_newest(count)
     frames: list[Frame] = []
     while len(frames) < count:
         frame = source.read()

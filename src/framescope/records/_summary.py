@@ -99,6 +99,14 @@ def live_summary(
         p50, p90, p99 = np.percentile(latencies, (50, 90, 99))
         result.update(latency_p50_ms=float(p50), latency_p90_ms=float(p90), latency_p99_ms=float(p99))
         result["latency_max_ms"] = float(latencies.max())
+        oldest = steady[["latency_ms", "total_step_latency_ms"]].dropna()
+        if len(oldest):  # a batch's oldest frame: time spent waiting (buffer, queue) vs its step's own time
+            waited = (oldest["latency_ms"] - oldest["total_step_latency_ms"]).clip(lower=0)
+            result["queueing_p50_ms"] = float(np.median(waited))
+            result["processing_p50_ms"] = float(np.median(oldest["total_step_latency_ms"]))
+            result["queueing_share"] = (
+                float(waited.sum() / oldest["latency_ms"].sum()) if oldest["latency_ms"].sum() > 0 else None
+            )
     if deadline_ms is not None and latencies.size and seconds > 0:
         on_time = int((latencies <= deadline_ms).sum())
         result.update(

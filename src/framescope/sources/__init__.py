@@ -91,4 +91,5 @@ def make_source(
         reconnect_on_end=spec.endless,
         reconnect_for_s=config.reconnect_for_s,
         read_timeout_s=config.read_timeout_s,
+        fresh=not config.live_buffer,  # an explicit --live-buffer asks for smoothing: keep its order
     )

@@ -141,6 +141,14 @@ class Source:
         """Times a live input was reopened after a stall or drop."""
         return 0
 
+    def skip_to_newest(self, keep: int) -> None:
+        """Before a batch: a live input that processes the newest frames drops all but the newest ``keep``
+        it holds (and counts them as dropped). Files, and live inputs asked to buffer, keep every frame."""
+
+    def discard(self, frames: int) -> None:
+        """Count ``frames`` the pipeline read but threw away unprocessed (a stale prefetched batch of a live
+        input) as dropped."""
+
     def open(self) -> None:
         raise NotImplementedError
 

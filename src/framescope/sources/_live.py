@@ -59,6 +59,15 @@ class FrameBuffer:
                 return None
             return self._frames.popleft() if self._frames else None
 
+    def trim(self, keep: int) -> int:
+        """Drop the oldest frames beyond the newest ``keep`` (counted as dropped); how many went."""
+        with self._lock:
+            extra = max(0, len(self._frames) - keep)
+            for _ in range(extra):
+                self._frames.popleft()
+            self.dropped += extra
+            return extra
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._frames)
@@ -108,10 +117,16 @@ class LiveSource(Source):
         reconnect_for_s: float = 60.0,
         backoff: Callable[[int], float] | None = None,
         read_timeout_s: float = 10.0,
+        fresh: bool = True,
     ) -> None:
         super().__init__(clock)
         self.open_source = open_source
         self.buffer = FrameBuffer(capacity)
+        self.fresh = fresh
+        """Under overload, process the newest frames (drop older ones before each batch); False: work
+        through the buffer in order (``--live-buffer N``: smoothing asked for)."""
+        self.discarded = 0
+        self._overflow_mark = 0
         self._stop = threading.Event()
         self.sleep = sleep or self._stop.wait  # a real sleep wakes up when the run stops
         self.pace_fps = pace_fps
@@ -243,7 +258,12 @@ class LiveSource(Source):
             fps=self.pace_fps or inner.info.fps,
             frame_count=inner.info.frame_count if self.pace_fps else None,
             duration_s=inner.info.duration_s if self.pace_fps else None,
-            extra={**inner.info.extra, "replayed_at_fps": self.pace_fps, "buffer": self.buffer.capacity},
+            extra={
+                **inner.info.extra,
+                "replayed_at_fps": self.pace_fps,
+                "buffer": self.buffer.capacity,
+                "newest_first": self.fresh,
+            },
         )
         self.warnings = inner.warnings
 
@@ -285,7 +305,17 @@ class LiveSource(Source):
 
     @property
     def dropped(self) -> int:
-        return self.buffer.dropped
+        return self.buffer.dropped + self.discarded
+
+    def skip_to_newest(self, keep: int) -> None:
+        """Only when the pipeline is behind: the buffer overflowed (dropped frames) since the last batch.
+        A pipeline that keeps up on average but meets a burst of frames keeps them all."""
+        if self.fresh and self.buffer.dropped > self._overflow_mark:
+            self.buffer.trim(keep)
+        self._overflow_mark = self.buffer.dropped
+
+    def discard(self, frames: int) -> None:
+        self.discarded += frames
 
     @property
     def reconnects(self) -> int:
