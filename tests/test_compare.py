@@ -193,8 +193,8 @@ def test_several_runs_a_side_are_judged_by_their_run_to_run_spread() -> None:
 # --- real runs through the command line ---------------------------------------------------------------
 
 
-INPUT = "synthetic:640x480:96"
-"""24 steps of 4 frames: enough steady steps for intervals, a second or two per run."""
+INPUT = "synthetic:640x480:192"
+"""48 steps of 4 frames: enough steady steps for intervals on a loaded machine, a few seconds per run."""
 
 
 def make_run(out_dir: Path, name: str, **flat: Any) -> Path:

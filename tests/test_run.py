@@ -362,7 +362,9 @@ def test_a_stream_that_stalls_mid_run_fails_cleanly_and_keeps_its_rows(
     assert time.monotonic() - started < 30
     run = load_run(out_dir / "stalled")
     assert run.status == "failed" and "is gone" in run.summary["error"]
-    assert len(run.rows) >= 3
+    # a burst the model cannot keep up with overflows the buffer: the newest batch is kept, not all of it
+    assert len(run.rows) >= 1 and run.summary["steps"] == len(run.rows)
+    assert run.rows["frames"].sum() + run.rows["dropped_frames"].sum() >= 8
 
 
 def test_an_input_that_ends_early_is_a_warning_in_the_summary(damaged_clip: Path, out_dir: Path) -> None:
