@@ -36,10 +36,11 @@ from framescope._memory import host_out_of_memory
 from framescope._multi_proc import ModelRunError, ProcessStrategy, WorkerSpec, peak_rss_mb, split_cores
 from framescope._observer import RunObserver, StartInfo
 from framescope._placement import batch_device, decode_size, resolve_devices
-from framescope._secrets import redact, redact_value
+from framescope._secrets import redact_value
+from framescope._session import Outcome
 from framescope._version import __version__
 from framescope.config import ModelConfig, RunConfig
-from framescope.errors import ConfigError, FramescopeError, OutOfMemory, SourceError, Terminated
+from framescope.errors import ConfigError, FramescopeError, OutOfMemory, SourceError
 from framescope.instrument import Clock, ProfilerWindow, StageTimer, monotonic
 from framescope.instrument import system as system_info
 from framescope.instrument.cpu_load import CpuLoadMeter
@@ -490,34 +491,26 @@ class SeveralPhase:
         )
         cpu_meter = CpuLoadMeter(parts.threads.cores, self.clock)
         sampler = CpuWaitSampler()
-        status, error = "complete", None
+        outcome = Outcome()
         try:
-            with profiler, sampler:
-                run_models(parts.source, parts.strategy, parts.names, loop)
-            if not recorder.rows_written:
-                raise SourceError(
-                    f"{parts.source.info.uri} delivered no frame; nothing was measured: check the input."
-                )
-        except KeyboardInterrupt as exc:
-            status = "interrupted"
-            error = "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
-            raise
-        except ModelFailed as exc:
-            status = "failed"
-            step = recorder.rows_written
-            error = f"model {exc.model} failed at step {step}: {exc}; the rows written before are kept."
-            raise ModelRunError(error) from exc
-        except torch.OutOfMemoryError:
-            status = "failed"
-            error = f"out of memory at batch size {config.batch_size}; lower --batch-size."
-            raise OutOfMemory(error) from None
-        except Exception as exc:
-            status = "failed"
-            error = str(exc) if isinstance(exc, FramescopeError) else redact(f"{type(exc).__name__}: {exc}")
-            raise
+            with outcome.classify(config.batch_size), profiler, sampler:
+                try:
+                    run_models(parts.source, parts.strategy, parts.names, loop)
+                except ModelFailed as exc:
+                    message = f"model {exc.model} failed at step {recorder.rows_written}: {exc}"
+                    raise ModelRunError(f"{message}; the rows written before are kept.") from exc
+                if not recorder.rows_written:
+                    raise SourceError(
+                        f"{parts.source.info.uri} delivered no frame; nothing was measured: check the input."
+                    )
         finally:
             result = self._finish(
-                recorder, status=status, error=error, profiler=profiler, cpu_meter=cpu_meter, sampler=sampler
+                recorder,
+                status=outcome.status,
+                error=outcome.error,
+                profiler=profiler,
+                cpu_meter=cpu_meter,
+                sampler=sampler,
             )
         return result
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +47,37 @@ def expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
     by_frames = math.ceil(info.frame_count / config.batch_size) if info.frame_count else None
     candidates = [n for n in (by_frames, config.max_steps) if n is not None]
     return min(candidates) if candidates else None
+
+
+@dataclass
+class Outcome:
+    """How a run's loop ended, for its summary: ``complete``, ``interrupted`` or ``failed``, and why."""
+
+    status: str = "complete"
+    error: str | None = None
+
+    @contextmanager
+    def classify(self, batch_size: int) -> Iterator[None]:
+        """Record how the block ends and let the exception go on: Ctrl-C or SIGTERM is ``interrupted``; a
+        device out of memory becomes :class:`OutOfMemory` naming the batch size; anything else is ``failed``
+        with its message (a password in a URL masked)."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            self.status = "interrupted"
+            self.error = (
+                "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
+            )
+            raise
+        except torch.OutOfMemoryError:
+            self.status = "failed"
+            self.error = f"out of memory at batch size {batch_size}; lower --batch-size."
+            raise OutOfMemory(self.error) from None
+        except Exception as exc:
+            self.status = "failed"
+            known = isinstance(exc, FramescopeError)
+            self.error = str(exc) if known else redact(f"{type(exc).__name__}: {exc}")
+            raise
 
 
 class LoopPhase:
@@ -218,9 +252,9 @@ class LoopPhase:
         )
         cpu_meter = CpuLoadMeter(parts.threads.cores, self.clock)
         sampler = CpuWaitSampler()
-        status, error = "complete", None
+        outcome = Outcome()
         try:
-            with profiler, sampler:
+            with outcome.classify(config.batch_size), profiler, sampler:
                 if config.pipeline == "async":
                     run_async(
                         parts.source,
@@ -234,26 +268,19 @@ class LoopPhase:
                     )
                 else:
                     run_sync(parts.source, parts.plan, loop)
-            if not recorder.rows_written:
-                raise SourceError(
-                    f"{parts.source.info.uri} delivered no frame ({parts.source.frames_skipped} undecodable "
-                    "packet(s) or file(s) skipped); nothing was measured: check the input."
-                )
-        except KeyboardInterrupt as exc:
-            status = "interrupted"
-            error = "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
-            raise
-        except torch.OutOfMemoryError:
-            status = "failed"
-            error = f"out of memory at batch size {config.batch_size}; lower --batch-size."
-            raise OutOfMemory(error) from None
-        except Exception as exc:
-            status = "failed"
-            error = str(exc) if isinstance(exc, FramescopeError) else redact(f"{type(exc).__name__}: {exc}")
-            raise
+                if not recorder.rows_written:
+                    raise SourceError(
+                        f"{parts.source.info.uri} delivered no frame ({parts.source.frames_skipped} "
+                        "undecodable packet(s) or file(s) skipped); nothing was measured: check the input."
+                    )
         finally:
             result = self._finish(
-                recorder, status=status, error=error, profiler=profiler, cpu_meter=cpu_meter, sampler=sampler
+                recorder,
+                status=outcome.status,
+                error=outcome.error,
+                profiler=profiler,
+                cpu_meter=cpu_meter,
+                sampler=sampler,
             )
         return result
 
