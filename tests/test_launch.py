@@ -137,6 +137,9 @@ def test_two_workers_run_together_and_alone_on_their_own_cores(tmp_path: Path, c
     assert report.code == 0, report.err
     page = (tmp_path / "r.html").read_text()
     assert "comparison of 2 runs" in page  # a launch directory reports its workers side by side
+    compared = run_cli("compare", str(launch_dir), str(launch_dir / "workers"), "--json")
+    assert compared.code == 0, compared.err
+    assert json.loads(compared.out)["method"] == "runs"  # the two workers run one job: several runs a side
 
 
 def test_a_worker_with_a_missing_input_fails_alone(tmp_path: Path, clip: Path) -> None:

@@ -13,13 +13,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from framescope.errors import ConfigError
+
+if TYPE_CHECKING:
+    from framescope.launch import LaunchSpec
 
 STATE_STYLE = {"complete": "green", "failed": "bold red", "lost": "bold red", "interrupted": "yellow"}
 
@@ -49,11 +52,15 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         choices=("local", "ray"),
-        default="local",
-        help="local processes (default), or Ray tasks across a cluster's nodes",
+        default=None,
+        help="local processes (default), or Ray tasks across a cluster's nodes (pip install "
+        "framescope[ray]); without --cluster, Ray connects to RAY_ADDRESS or starts on this machine",
     )
     parser.add_argument(
-        "--cluster", metavar="ADDRESS", help="--backend ray: the cluster (ray://HEAD:PORT or auto)"
+        "--cluster",
+        metavar="ADDRESS",
+        help="run on this Ray cluster (implies --backend ray): ray://HEAD:10001, HEAD:6379, or auto (the "
+        "cluster this machine belongs to); each worker's run directory is gathered here",
     )
     parser.add_argument("--json", action="store_true", help="print the launch's summary.json at the end")
 
@@ -76,13 +83,14 @@ def _table(phase: str, states: dict[str, Any]) -> Table:
 
 def _summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title="launch", title_justify="left")
-    for column in ("worker", "status", "cores", "FPS", "solo FPS", "slowdown", "run directory"):
+    for column in ("worker", "status", "node", "cores", "FPS", "solo FPS", "slowdown", "run directory"):
         table.add_column(column, justify="right" if "FPS" in column or column == "slowdown" else "left")
     for worker in summary["workers"]:
         style = STATE_STYLE.get(worker["status"])
         table.add_row(
             worker["name"],
             f"[{style}]{worker['status']}[/]" if style else worker["status"],
+            worker.get("node") or "-",
             ",".join(map(str, worker["cores"])) if worker["cores"] else "all",
             f"{worker['steady_fps']:.1f}" if worker["steady_fps"] else "-",
             f"{worker['solo_fps']:.1f}" if worker["solo_fps"] else "-",
@@ -95,14 +103,30 @@ def _summary_table(summary: dict[str, Any]) -> Table:
 def launch_command(args: argparse.Namespace) -> int:
     import torch
 
-    from framescope.launch import launch, launch_dir_for, load_launch, nsys_command
+    from framescope.launch import load_launch
 
+    backend = args.backend or ("ray" if args.cluster else "local")
+    if backend == "local" and args.cluster:
+        raise ConfigError("--cluster runs the workers on Ray; drop --backend local, or drop --cluster.")
+    if backend == "ray":
+        from framescope.launch._ray import connect, ray_notes
+
+        if args.nsys:
+            raise ConfigError(
+                "--nsys profiles processes on this machine, not Ray's workers on other nodes; drop --nsys "
+                "(or run nsys on each node), or launch locally."
+            )
+        with connect(args.cluster) as cluster:  # cores: auto splits the smallest node's CPUs
+            spec = load_launch(args.config, available=list(range(cluster.min_cpus)), gpus=cluster.max_gpus)
+            spec.notes = ray_notes(spec, cluster)
+            return _launch_and_show(args, spec, backend)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    spec = load_launch(args.config, gpus=gpus)
-    if args.backend == "ray":
-        raise ConfigError("--backend ray is not built yet; run with --backend local (the default).")
-    if args.cluster:
-        raise ConfigError("--cluster needs --backend ray; drop --cluster to launch on this machine.")
+    return _launch_and_show(args, load_launch(args.config, gpus=gpus), backend)
+
+
+def _launch_and_show(args: argparse.Namespace, spec: LaunchSpec, backend: str) -> int:
+    from framescope.launch import launch, launch_dir_for, nsys_command
+
     launch_dir = launch_dir_for(args.output_dir, args.name)
     if args.nsys:
         inner = [sys.executable, "-m", "framescope", "launch", str(args.config), "--output-dir",
@@ -115,7 +139,8 @@ def launch_command(args: argparse.Namespace) -> int:
     console = Console(file=sys.stderr if args.json else sys.stdout, soft_wrap=True)
     for note in spec.notes:
         console.print(f"placement: {note}", markup=False)
-    console.print(f"launching {len(spec.workers)} worker(s) into {launch_dir}", markup=False)
+    where = " on Ray" if backend == "ray" else ""
+    console.print(f"launching {len(spec.workers)} worker(s){where} into {launch_dir}", markup=False)
     live = Live(_table("starting", {}), console=console, transient=False, auto_refresh=False)
     shown: dict[str, str] = {}
 
@@ -132,7 +157,9 @@ def launch_command(args: argparse.Namespace) -> int:
     if console.is_terminal:
         live.start()
     try:
-        summary, stopped = launch(spec, launch_dir, solo=args.solo, on_change=tell, command=sys.argv)
+        summary, stopped = launch(
+            spec, launch_dir, solo=args.solo, on_change=tell, command=sys.argv, backend=backend
+        )
     finally:
         if console.is_terminal:
             live.stop()

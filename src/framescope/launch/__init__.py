@@ -11,6 +11,7 @@ from framescope.launch._launch import (
     nsys_command,
 )
 from framescope.launch._local import LocalLauncher, WorkerState
+from framescope.launch._ray import RayLauncher
 from framescope.launch._spec import LaunchSpec, Worker, load_launch, parse_launch
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "WORKERS_DIR",
     "LaunchSpec",
     "LocalLauncher",
+    "RayLauncher",
     "Worker",
     "WorkerState",
     "aggregate",

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ STOP_GRACE_S = 30.0
 """How long a stopped worker may take to write its summary before it is killed."""
 STEP_EVERY_S = 0.5
 PR_SET_PDEATHSIG = 1
+FLUSH_S = 5.0
 
 
 @dataclass
@@ -45,6 +47,10 @@ class WorkerState:
     error: str | None = None
     exit_code: int | None = None
     run_dir: Path | None = None
+    node: str | None = None
+    """Where it ran: this machine's name locally, the Ray node's name (its IP unless named) on Ray."""
+    node_id: str | None = None
+    """The Ray node's ID (None locally)."""
     recent: list[tuple[int, float]] = field(default_factory=list, repr=False)
 
 
@@ -60,6 +66,18 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _flush(events: Any) -> None:
+    """Let the queue's feeder thread hand the last events (``done``) to the launcher before the worker exits:
+    a process that exits first loses them. Bounded, so a launcher that is gone cannot keep a finished worker
+    from exiting."""
+    events.close()
+    flusher = threading.Thread(target=events.join_thread, daemon=True)
+    flusher.start()
+    flusher.join(FLUSH_S)
+    if flusher.is_alive():
+        events.cancel_join_thread()
+
+
 def _worker_main(worker: Worker, output_dir: str, events: Any, go: Event, quiet: bool) -> None:
     """The body of one worker process."""
     from framescope._observer import RunObserver
@@ -69,7 +87,6 @@ def _worker_main(worker: Worker, output_dir: str, events: Any, go: Event, quiet:
 
     set_nvtx_prefix(f"{worker.name}/")
     _die_with_parent()
-    events.cancel_join_thread()  # a launcher that is gone must not keep a finished worker waiting to exit
 
     def terminated(signum: int, frame: FrameType | None) -> None:
         raise Terminated
@@ -108,14 +125,18 @@ def _worker_main(worker: Worker, output_dir: str, events: Any, go: Event, quiet:
         result = run(worker.run_config(Path(output_dir)), observer=Report())
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the run wrote its summary on the way out
         events.put(("done", worker.name, ("interrupted", "stopped", None)))
+        _flush(events)
         raise SystemExit(130) from None
     except FramescopeError as exc:
         events.put(("done", worker.name, ("failed", str(exc), None)))
+        _flush(events)
         raise SystemExit(exc.exit_code) from None
     except BaseException as exc:
         events.put(("done", worker.name, ("failed", f"{type(exc).__name__}: {exc}", None)))
+        _flush(events)
         raise SystemExit(1) from None
     events.put(("done", worker.name, (result.status, result.summary.get("error"), str(result.run_dir))))
+    _flush(events)
     raise SystemExit(0 if result.status == "complete" else 1)
 
 

@@ -5,6 +5,7 @@ defaults:                       # any keys of a run's config.yaml, shared by eve
   source: {input_path: clip.mp4}
   batch_size: 8
 cores: auto                     # the default: split the cores into disjoint sets, one per worker (all: share)
+placement: spread               # --backend ray: spread the workers over the nodes (the default) or pack
 workers:
   - name: small
     model: {name: mobilenet_v3_small}
@@ -35,7 +36,8 @@ from framescope.config import RunConfig, parse_core_list
 from framescope.errors import ConfigError, FramescopeError
 from framescope.models import task_of
 
-LAUNCH_KEYS = frozenset({"defaults", "workers", "cores", "gpu"})
+LAUNCH_KEYS = frozenset({"defaults", "workers", "cores", "gpu", "placement"})
+PLACEMENTS = ("spread", "pack")
 WORKER_KEYS = frozenset({"name", "replicas", "cores", "gpu"})
 OWNED_KEYS = ("output_dir", "run_name", "progress")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -66,6 +68,8 @@ class LaunchSpec:
     workers: list[Worker]
     notes: list[str] = field(default_factory=list)
     """What the placement could not do as asked (overlapping cores, more workers than cores)."""
+    placement: str = "spread"
+    """With ``--backend ray``: spread the workers over the nodes (the default) or pack them onto few."""
 
     def as_dict(self) -> dict[str, Any]:
         """The resolved launch, as ``launch.yaml`` records it: every worker's whole config and placement."""
@@ -80,6 +84,7 @@ class LaunchSpec:
                 for w in self.workers
             ],
             "notes": self.notes,
+            "placement": self.placement,
         }
 
 
@@ -177,7 +182,12 @@ def parse_launch(data: Any, file: Path, *, available: list[int] | None = None, g
         raise ConfigError(
             _where(file, f"worker name(s) {', '.join(duplicates)} used twice; give each a name")
         )
-    spec = LaunchSpec(workers)
+    placement = data.get("placement", "spread")
+    if placement not in PLACEMENTS:
+        raise ConfigError(
+            _where(file, f"placement {placement!r} should be {' or '.join(PLACEMENTS)} (for --backend ray)")
+        )
+    spec = LaunchSpec(workers, placement=placement)
     available = available or sorted(os.sched_getaffinity(0))
     _place_cores(spec, [p[1] or "auto" for p in placements], file, available)
     _place_gpus(spec, [p[2] for p in placements], file, gpus)
