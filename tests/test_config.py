@@ -9,6 +9,7 @@ from tests.conftest import run_cli
 
 from framescope.config import (
     BACKENDS,
+    BATCHING_MODES,
     DECODERS,
     IMAGE_FORMATS,
     MODES,
@@ -316,6 +317,7 @@ FLAT_NAMES = {
     "split_point": ("model", "split_point"),
     "backend": ("model", "backend"),
     "input_path": ("source", "input_path"),
+    "cameras": ("source", "cameras"),
     "decoder": ("source", "decoder"),
     "decode_threads": ("source", "decode_threads"),
     "decode_on_gpu": ("source", "decode_on_gpu"),
@@ -336,6 +338,9 @@ FLAT_NAMES = {
     "pipeline": ("pipeline",),
     "prefetch": ("prefetch",),
     "deadline_ms": ("deadline_ms",),
+    "batching": ("batching",),
+    "max_batch": ("max_batch",),
+    "max_delay_ms": ("max_delay_ms",),
     "max_steps": ("max_steps",),
     "warmup_steps": ("warmup_steps",),
     "core_bind": ("core_bind",),
@@ -398,6 +403,7 @@ def test_choices_come_from_the_literal_annotations() -> None:
         "decoder": DECODERS,
         "prep_level": PREP_LEVELS,
         "pipeline": PIPELINES,
+        "batching": BATCHING_MODES,
         "progress": PROGRESS_MODES,
         "multi_model": MULTI_MODEL_STRATEGIES,
     }

@@ -55,13 +55,33 @@ def decode_size(config: RunConfig, spec: InputSpec, info: SourceInfo) -> tuple[i
 
 
 def deadline_ms(config: RunConfig, info: SourceInfo) -> float | None:
-    """When a live frame's result is on time: ``--deadline-ms``, or the time to fill a batch plus one frame
-    interval at the input's rate."""
+    """When a live frame's result is on time: ``--deadline-ms``, or the time to fill a batch (all sources
+    together; with dynamic batching at most ``--max-delay-ms``) plus one frame interval at a source's rate."""
     if config.deadline_ms is not None:
         return config.deadline_ms
     if not info.live or not info.fps:
         return None
-    return (config.batch_size + 1) * 1000.0 / info.fps
+    extra_fps = info.extra.get("source_fps")
+    source_fps = float(extra_fps) if isinstance(extra_fps, int | float) and extra_fps > 0 else info.fps
+    if config.batching == "fixed" and not isinstance(extra_fps, int | float):  # one source
+        return (config.batch_size + 1) * 1000.0 / info.fps
+    # info.fps is every source's frames a second together; a frame also waits one interval of its own source
+    fill_s = config.largest_batch / info.fps
+    if config.batching == "dynamic":
+        fill_s = min(fill_s, max_delay_s(config, info))
+    return (fill_s + 1.0 / source_fps) * 1000.0
+
+
+DEFAULT_MAX_DELAY_S = 0.033
+"""Dynamic batching's wait for a batch to fill where the source's rate is unknown."""
+
+
+def max_delay_s(config: RunConfig, info: SourceInfo) -> float:
+    """``--max-delay-ms``, or one frame interval at the rate of one source (33 ms where it is unknown)."""
+    if config.max_delay_ms is not None:
+        return config.max_delay_ms / 1000.0
+    fps = info.extra.get("source_fps") or info.fps
+    return 1.0 / float(fps) if isinstance(fps, int | float) and fps > 0 else DEFAULT_MAX_DELAY_S
 
 
 def model_input_device(config: RunConfig, model_device: torch.device) -> torch.device:

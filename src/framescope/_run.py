@@ -23,7 +23,7 @@ from framescope._observer import RunObserver
 from framescope._placement import batch_device, decode_size, model_input_device, resolve_devices
 from framescope._session import LoopPhase
 from framescope.config import RunConfig
-from framescope.errors import OutOfMemory
+from framescope.errors import ConfigError, OutOfMemory
 from framescope.instrument import Clock, monotonic, profiling_requested_by_env
 from framescope.instrument.cpu_load import CpuLoadMeter
 from framescope.instrument.memory import PeakMemory
@@ -41,7 +41,7 @@ from framescope.pipeline import StepPlan, ThreadPlan, Timers, configure_threads,
 from framescope.postprocess import make_postprocess, results_to_host
 from framescope.preprocess import Batch, InputSpec, Preprocessor, resized_size
 from framescope.records import RunResult, ensure_writable_dir
-from framescope.sources import Source, make_source
+from framescope.sources import LiveSource, ManySources, Source, make_source
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _dummy_batch(config: RunConfig, source: Source) -> Batch:
     """A batch shaped like the ones the loop will see, for the untimed warm-up: never more frames than a
     finite input has."""
     width, height = _frame_size(source)
-    frames = min(config.batch_size, source.info.frame_count or config.batch_size)
+    frames = min(config.largest_batch, source.info.frame_count or config.largest_batch)
     return torch.zeros((frames, 3, height, width), dtype=torch.uint8, device=batch_device(config))
 
 
@@ -155,6 +155,14 @@ def assemble(config: RunConfig, threads: ThreadPlan, clock: Clock) -> Parts:
         batch_size=config.batch_size,
         span=timers.decode_span(decode_on_gpu=batch_device(config).type == "cuda"),
     )
+    if config.batching == "dynamic" and not isinstance(source, ManySources):
+        if not isinstance(source, LiveSource):
+            raise ConfigError(
+                f"--batching dynamic batches frames as they arrive, but {config.source.inputs[0]!r} is read "
+                "as fast as it decodes; pass --source-fps N to replay it as a camera, or drop --batching "
+                "dynamic."
+            )
+        source = ManySources([source], clock=clock)  # one source, batched as they arrive
     source.open()
     setup["source_open_s"] = clock() - t
     try:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from framescope._observer import RunObserver, StartInfo
-from framescope._placement import deadline_ms
+from framescope._placement import deadline_ms, max_delay_s
 from framescope._secrets import redact, redact_value
 from framescope._version import __version__
 from framescope.config import RunConfig
@@ -28,6 +28,7 @@ from framescope.instrument.cpu_load import CpuLoadMeter
 from framescope.instrument.memory import PeakMemory
 from framescope.instrument.sampler import CpuWaitSampler
 from framescope.pipeline import (
+    Batcher,
     LoopSettings,
     StepTiming,
     ThreadTrial,
@@ -36,8 +37,8 @@ from framescope.pipeline import (
     trial_candidates,
     trial_fits,
 )
-from framescope.records import COLUMNS, STAGE_COLUMNS, Row, RunRecorder, RunResult
-from framescope.sources import SourceInfo, input_shortfall
+from framescope.records import COLUMNS, STAGE_COLUMNS, Row, RunRecorder, RunResult, SourceTally
+from framescope.sources import ManySources, SourceInfo, input_shortfall
 
 if TYPE_CHECKING:  # _run imports this module
     from framescope._run import Parts
@@ -100,6 +101,13 @@ class LoopPhase:
         self.printed: set[str] = set()
         self.stopped_by_observer = False
         self.trial = self._thread_trial()
+        many = parts.source if isinstance(parts.source, ManySources) else None
+        self.tally = SourceTally([s.info.uri for s in many.sources]) if many is not None else None
+        self.batcher = (
+            Batcher(config.batching, config.largest_batch, max_delay_s(config, many.info), clock)
+            if many is not None
+            else None
+        )
 
     # --- the run's record -------------------------------------------------------------------------------
 
@@ -121,6 +129,18 @@ class LoopPhase:
                 self.thread_notes.append(self.trial.note())
         return record
 
+    def _batching(self) -> dict[str, Any]:
+        """``summary.batching``: how batches were formed."""
+        if self.batcher is None:
+            return {"mode": "fixed", "sources": 1, "batch_size": self.config.batch_size}
+        return {
+            "mode": self.batcher.mode,
+            "sources": len(self.tally.uris) if self.tally is not None else 1,
+            "batch_size": self.config.batch_size,
+            "max_batch": self.batcher.max_batch if self.batcher.mode == "dynamic" else None,
+            "max_delay_ms": self.batcher.max_delay_s * 1000.0 if self.batcher.mode == "dynamic" else None,
+        }
+
     def _context(self) -> dict[str, Any]:
         """What the run knows before its first step (the ``running`` summary, and a killed run's context)."""
         config, source = self.config, self.parts.source
@@ -135,6 +155,7 @@ class LoopPhase:
             "source": dataclasses.asdict(source.info),
             "decode_size": list(source.output_size) if source.output_size else None,
             "deadline_ms": deadline_ms(config, source.info),
+            "batching": self._batching(),
             "threads": self._threads(),
             "setup": self.parts.setup,
             "setup_cpu": self.parts.setup_cpu,
@@ -230,6 +251,8 @@ class LoopPhase:
 
         def on_step(timing: StepTiming) -> None:
             row: Row = recorder.record(timing)
+            if self.tally is not None:
+                self.tally.add(timing)
             self.watcher.on_step(row)
 
         profiler = ProfilerWindow(
@@ -249,6 +272,7 @@ class LoopPhase:
             profiler=profiler,
             on_step=on_step,
             should_stop=self._stop_requested,
+            batcher=self.batcher,
         )
         cpu_meter = CpuLoadMeter(parts.threads.cores, self.clock)
         sampler = CpuWaitSampler()
@@ -303,7 +327,9 @@ class LoopPhase:
                 STAGE_COLUMNS.get(stage, stage): round(value, 2) for stage, value in parallelism.items()
             }
         cpu["wait"] = sampler.summary()
+        many = {"sources": self.tally.summary(deadline_ms(self.config, source.info))} if self.tally else {}
         return {
+            **many,
             "run_time_s": time.time() - self.started_at,
             "threads": self._threads(),
             "cpu": cpu,

@@ -253,13 +253,21 @@ def parse_core_list(spec: str) -> tuple[int, ...] | None:
 class SourceConfig:
     """Where frames come from and how they are decoded."""
 
-    input_path: str = setting(
+    input_path: str | list[str] = setting(  # noqa: RUF009 (required: setting() gives it no default)
         flag="--input_path",
         aliases=("--input-path",),
         metavar="SOURCE",
         group=SEED_WORKER,
         help="video file, image directory, camera index (0), rtsp:// or http(s):// URL, "
-        "synthetic:WxH[:FRAMES], or sample: (a built-in clip)",
+        "synthetic:WxH[:FRAMES], or sample: (a built-in clip); give it several times (a list in YAML) for "
+        "several live sources in one run",
+    )
+    cameras: int = setting(
+        1,
+        flag="--cameras",
+        metavar="N",
+        help="replicate each input N times as separate live sources, each offset in time (a --source-fps "
+        "replay or a stream)",
     )
     decoder: Literal["opencv", "pyav", "torchcodec"] = setting(
         "opencv", flag="--decoder", help="video decoder"
@@ -308,10 +316,19 @@ class SourceConfig:
     )
 
     def __post_init__(self) -> None:
-        _require_text(
-            self.input_path,
-            "input_path is empty; pass --input_path VIDEO (a file, camera index, URL or directory).",
-        )
+        if isinstance(self.input_path, list | tuple):
+            if not self.input_path:
+                raise ConfigError(
+                    "input_path is an empty list; give at least one input, e.g. [a.mp4, b.mp4]."
+                )
+            paths = list(self.input_path)
+            self.input_path = paths[0] if len(paths) == 1 else paths
+        for path in self.inputs:
+            _require_text(
+                path,
+                "input_path is empty; pass --input_path VIDEO (a file, camera index, URL or directory).",
+            )
+        _positive_int(self.cameras, "cameras", "--cameras")
         _choice(self.decoder, DECODERS, "decoder", "--decoder")
         _non_negative_int(self.decode_threads, "decode_threads", "--decode-threads")
         parse_decode_size(self.decode_size)
@@ -333,6 +350,16 @@ class SourceConfig:
         _positive_number(
             self.read_timeout_s, "read_timeout_s", "--read-timeout", unit="seconds", example="10"
         )
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every ``--input_path`` given, in order (one for an ordinary run; ``--cameras`` not applied)."""
+        return (self.input_path,) if isinstance(self.input_path, str) else tuple(self.input_path)
+
+    @property
+    def source_count(self) -> int:
+        """How many live sources the run reads: the inputs times ``--cameras``."""
+        return len(self.inputs) * self.cameras
 
 
 DECODERS = _choices_of(SourceConfig, "decoder")
@@ -519,6 +546,26 @@ class RunConfig:
         help="live inputs: a frame is on time when its result is ready within MS of it being due",
         default_text="(batch size + 1) frame intervals",
     )
+    batching: Literal["fixed", "dynamic"] = setting(
+        "fixed",
+        flag="--batching",
+        help="fixed: batches of --batch-size frames (round-robin across sources); dynamic: a batch of the "
+        "frames that have arrived, up to --max-batch, waiting at most --max-delay-ms after the oldest",
+    )
+    max_batch: int | None = setting(
+        None,
+        flag="--max-batch",
+        metavar="B",
+        help="--batching dynamic: the largest batch",
+        default_text="--batch-size",
+    )
+    max_delay_ms: float | None = setting(
+        None,
+        flag="--max-delay-ms",
+        metavar="MS",
+        help="--batching dynamic: the longest a frame waits for a batch to fill",
+        default_text="one frame interval at the source's rate (33 ms where unknown)",
+    )
     max_steps: int | None = setting(
         None,
         flag="--max-steps",
@@ -594,6 +641,7 @@ class RunConfig:
             _positive_number(
                 self.deadline_ms, "deadline_ms", "--deadline-ms", unit="milliseconds", example="100"
             )
+        self._check_batching()
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps", "--max-steps")
         _non_negative_int(self.warmup_steps, "warmup_steps", "--warmup-steps")
@@ -607,6 +655,29 @@ class RunConfig:
             )
         _choice(self.progress, PROGRESS_MODES, "progress", "--progress")
         self._settle_models()
+
+    def _check_batching(self) -> None:
+        _choice(self.batching, BATCHING_MODES, "batching", "--batching")
+        if self.max_batch is not None:
+            _positive_int(self.max_batch, "max_batch", "--max-batch")
+        if self.max_delay_ms is not None:
+            _positive_number(
+                self.max_delay_ms, "max_delay_ms", "--max-delay-ms", unit="milliseconds", example="33"
+            )
+        if self.batching == "fixed":
+            for value, flag in ((self.max_batch, "--max-batch"), (self.max_delay_ms, "--max-delay-ms")):
+                if value is not None:
+                    raise ConfigError(
+                        f"{flag} shapes dynamic batches; pass --batching dynamic, or drop {flag} (fixed "
+                        "batches hold --batch-size frames)."
+                    )
+
+    @property
+    def largest_batch(self) -> int:
+        """The most frames a batch holds: ``--max-batch`` with dynamic batching, else ``--batch-size``."""
+        if self.batching == "dynamic" and self.max_batch is not None:
+            return self.max_batch
+        return self.batch_size
 
     # --- several models per frame ---------------------------------------------------------------------
 
@@ -640,6 +711,8 @@ class RunConfig:
                 )
             return
         refused = (
+            (self.source.source_count > 1, "several sources", "one --input_path"),
+            (self.batching == "dynamic", "--batching dynamic", "--batching fixed"),
             (self.pipeline == "async", "--pipeline async", "--pipeline sync"),
             (self.model.mode == "retrain", "--mode retrain", "--mode inference"),
             (self.model.split_point is not None, "--split-point", "no --split-point"),
@@ -773,6 +846,7 @@ class RunConfig:
 RunConfig.FLAT_FIELDS = {s.name: s.path for s in flat_settings(RunConfig)}
 PIPELINES = _choices_of(RunConfig, "pipeline")
 PROGRESS_MODES = _choices_of(RunConfig, "progress")
+BATCHING_MODES = _choices_of(RunConfig, "batching")
 MULTI_MODEL_STRATEGIES = _choices_of(RunConfig, "multi_model")
 
 
@@ -834,6 +908,10 @@ def flags_for(settings: dict[str, Any]) -> list[str]:
                 flags.append(found.spec.flag)
             continue
         if value is None:
+            continue
+        if isinstance(value, list | tuple):  # a setting given several times (--input_path a --input_path b)
+            for item in value:
+                flags += [found.spec.flag, str(item)]
             continue
         flags += [found.spec.flag, str(value)]
     return flags

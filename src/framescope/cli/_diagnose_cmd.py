@@ -155,7 +155,7 @@ def diagnose_command(args: argparse.Namespace, stream: TextIO | None = None) -> 
     if not args.measure:
         return 0
     config = RunConfig.from_dict(run.config)
-    if "***" in config.source.input_path:
+    if any("***" in path for path in config.source.inputs):
         raise ConfigError(
             f"{run.run_dir}'s config.yaml holds the input with its password redacted; run framescope run ... "
             "--tune with the real address instead."

@@ -35,7 +35,10 @@ def _value_arguments(setting: FlatSetting) -> dict[str, Any]:
             )
         return {"action": "store_true"}
     arguments: dict[str, Any] = {}
-    if setting.choices is not None:
+    if setting.type == str | list[str]:
+        # given once it stays one string (the merged config turns a one-item list back into it)
+        arguments["action"] = "append"
+    elif setting.choices is not None:
         arguments["choices"] = setting.choices
     elif setting.type in (int, float):
         arguments["type"] = setting.type

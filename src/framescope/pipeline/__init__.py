@@ -3,6 +3,7 @@
 from framescope.pipeline._async import Producer, run_async
 from framescope.pipeline._batcher import collate, read_frames
 from framescope.pipeline._loop import run_sync
+from framescope.pipeline._many import Arrivals, Batcher, round_robin
 from framescope.pipeline._stages import PlannedStage, StepPlan, copy_stage, move, plan_stages
 from framescope.pipeline._step import FramesInfo, LiveCounts, LoopSettings, StepTiming
 from framescope.pipeline._threads import (
@@ -16,6 +17,8 @@ from framescope.pipeline._timers import Timers
 from framescope.pipeline._trial import ThreadTrial, trial_candidates, trial_fits
 
 __all__ = [
+    "Arrivals",
+    "Batcher",
     "FramesInfo",
     "LiveCounts",
     "LoopSettings",
@@ -35,6 +38,7 @@ __all__ = [
     "plan_threads",
     "read_frames",
     "restore_threads",
+    "round_robin",
     "run_async",
     "run_sync",
     "trial_candidates",

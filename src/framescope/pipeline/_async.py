@@ -122,6 +122,7 @@ class Producer:
         self.pin = bool(stages) and stages[0].name == Stage.H2D and stages[0].on_gpu
         self.decode_on_gpu = batch_device is not None and batch_device.type == "cuda"
         self.batch_size = loop.batch_size
+        self.batcher = loop.batcher
         self.new_event = new_event
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -158,7 +159,7 @@ class Producer:
         # before the preprocessing that reads them, and their memory belongs to this stream's pool.
         with torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext():
             with timer.span(Stage.READ):
-                read = read_batch(self.source, self.batch_size, pin=self.pin)
+                read = read_batch(self.source, self.batch_size, pin=self.pin, batcher=self.batcher)
             if read is None:
                 return None
             frames, value = read
@@ -201,7 +202,7 @@ class Producer:
             if not isinstance(newer, Produced):
                 self._held = newer  # the end or a failure: after this batch
                 break
-            self.source.discard(len(item.frames))
+            self.source.discard_batch(item.frames)
             item = newer
         if item is _END:
             return None

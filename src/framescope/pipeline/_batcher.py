@@ -13,13 +13,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from framescope.pipeline._many import Batcher
 from framescope.preprocess import Batch
-from framescope.sources import Frame, Source
+from framescope.sources import Frame, ManySources, Source
 
 
-def read_frames(source: Source, count: int) -> list[Frame]:
+def read_frames(source: Source, count: int, batcher: Batcher | None = None) -> list[Frame]:
     """Up to ``count`` frames; fewer at the end of the input, none after it. A live input that fell behind
-    first drops all but its newest ``count`` frames, so the batch is the freshest there is."""
+    first drops all but its newest ``count`` frames, so the batch is the freshest there is. Several sources
+    are batched by ``batcher`` (fixed or dynamic, round-robin across sources)."""
+    if batcher is not None and isinstance(source, ManySources):
+        return batcher.frames(source, count)
     source.skip_to_newest(count)
     frames: list[Frame] = []
     while len(frames) < count:
@@ -59,7 +63,9 @@ def collate(frames: list[Frame], *, pin: bool = False) -> Batch:
     return [image.pin_memory() for image in images] if pin else images
 
 
-def read_batch(source: Source, count: int, *, pin: bool = False) -> tuple[list[Frame], Batch] | None:
+def read_batch(
+    source: Source, count: int, *, pin: bool = False, batcher: Batcher | None = None
+) -> tuple[list[Frame], Batch] | None:
     """Up to ``count`` frames and their batch (in pinned memory with ``pin``); None after the end."""
-    frames = read_frames(source, count)
+    frames = read_frames(source, count, batcher)
     return (frames, collate(frames, pin=pin)) if frames else None

@@ -32,7 +32,7 @@ def run_sync(source: Source, plan: StepPlan, loop: LoopSettings) -> int:
         start = clock()
         with nvtx_range(f"step {step}"):
             with timer.span(Stage.READ):
-                read = read_batch(source, batch_size)
+                read = read_batch(source, batch_size, batcher=loop.batcher)
             if read is None:
                 break
             frames, batch = read

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from framescope.instrument import Clock, ProfilerWindow, StageTimer
-from framescope.sources import Frame, Source
+from framescope.pipeline._many import Batcher
+from framescope.sources import Frame, ManySources, Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +27,22 @@ class FramesInfo:
     oldest_due_s: float | None = None
     """Live inputs: when the batch's oldest frame was due (its scheduled arrival), on the run's clock."""
     newest_due_s: float | None = None
+    sources: int = 1
+    """Distinct sources the batch's frames came from."""
+    dues_by_source: dict[int, tuple[float, ...]] | None = None
+    """Each source's frames' due times (arrival times where not live): per-source latency and counts."""
 
     @classmethod
     def of(cls, frames: list[Frame]) -> FramesInfo:
         dues = [f.due_s for f in frames if f.due_s is not None]
+        by_source: dict[int, list[float]] = {}
+        for frame in frames:
+            by_source.setdefault(frame.source, []).append(
+                frame.arrival_s if frame.due_s is None else frame.due_s
+            )
         return cls(
+            sources=len(by_source),
+            dues_by_source={s: tuple(d) for s, d in by_source.items()},
             count=len(frames),
             first_index=frames[0].index,
             first_pts_s=frames[0].pts_s,
@@ -46,6 +58,8 @@ class LiveCounts:
 
     dropped: int
     reconnects: int
+    dropped_by_source: tuple[int, ...] | None = None
+    """Several sources: each one's drops since the previous batch."""
 
 
 class LiveCounter:
@@ -55,12 +69,19 @@ class LiveCounter:
         self.source = source
         self._dropped = 0
         self._reconnects = 0
+        self._by_source: list[int] | None = None
 
     def take(self) -> LiveCounts | None:
         if not self.source.info.live:
             return None
         dropped, reconnects = self.source.dropped, self.source.reconnects
-        counts = LiveCounts(dropped - self._dropped, reconnects - self._reconnects)
+        by_source = None
+        if isinstance(self.source, ManySources):
+            now = self.source.dropped_by_source()
+            before = self._by_source or [0] * len(now)
+            by_source = tuple(n - b for n, b in zip(now, before, strict=True))
+            self._by_source = now
+        counts = LiveCounts(dropped - self._dropped, reconnects - self._reconnects, by_source)
         self._dropped, self._reconnects = dropped, reconnects
         return counts
 
@@ -102,6 +123,8 @@ class LoopSettings:
     profiler: ProfilerWindow
     on_step: Callable[[StepTiming], None]
     """Called with each step, in step order, once its measurements are final."""
+    batcher: Batcher | None = None
+    """Several sources: how frames from them form batches (one source: None)."""
     cpu_clock: Callable[[], float] = time.process_time
     should_stop: Callable[[], bool] | None = None
     """Asked before each step after the first: True ends the run there, as the end of the input would (an

@@ -13,6 +13,7 @@ from framescope.records._schema import (
     Row,
     metrics_filename,
 )
+from framescope.records._sources import SourceTally
 from framescope.records._summary import RUNNING, build_summary, stage_stats, steady_rows, summarize
 from framescope.records._writer import (
     CONFIG_FILE,
@@ -38,6 +39,7 @@ __all__ = [
     "RunRecorder",
     "RunResult",
     "RunWriter",
+    "SourceTally",
     "build_summary",
     "ensure_writable_dir",
     "load_run",

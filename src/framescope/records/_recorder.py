@@ -56,6 +56,7 @@ def make_row(timing: StepTiming, batch_size: int) -> Row:
         first_frame=frames.first_index,
         first_pts_s=frames.first_pts_s,
         last_pts_s=frames.last_pts_s,
+        sources=frames.sources,
     )
     for stage, seconds in timing.samples.items():
         setattr(row, _STAGE_COLUMN[stage], _ms(seconds))

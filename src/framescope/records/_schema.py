@@ -63,6 +63,7 @@ class Row:
         "live inputs: frames dropped since the previous batch because the pipeline fell behind"
     )
     reconnects: int | None = _column("live inputs: reconnects since the previous batch")
+    sources: int = _column("distinct sources the batch's frames came from (1 for a run with one input)", 1)
 
     def stage_ms(self, stage: Stage) -> float | None:
         value: float | None = getattr(self, stage.column)

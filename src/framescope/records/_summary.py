@@ -25,6 +25,7 @@ STATIC_KEYS = (
     "source",
     "decode_size",
     "deadline_ms",
+    "batching",
     "threads",
     "setup",
     "setup_cpu",

@@ -11,6 +11,7 @@ from framescope.sources._base import Frame, InputTally, ReadOptions, Source, Sou
 from framescope.sources._clips import sample_clip_path, write_clip
 from framescope.sources._images import ImageFolderSource, list_images, read_image
 from framescope.sources._live import FrameBuffer, LiveSource, backoff_delays
+from framescope.sources._many import ManySources, replica_offsets
 from framescope.sources._opencv import OpenCVSource
 from framescope.sources._pyav import PyAVSource
 from framescope.sources._shortfall import input_shortfall
@@ -24,6 +25,7 @@ __all__ = [
     "ImageFolderSource",
     "InputTally",
     "LiveSource",
+    "ManySources",
     "OpenCVSource",
     "PyAVSource",
     "ReadOptions",
@@ -38,6 +40,7 @@ __all__ = [
     "make_source",
     "parse_source",
     "read_image",
+    "replica_offsets",
     "sample_clip_path",
     "write_clip",
 ]
@@ -71,15 +74,68 @@ def make_source(
     """The source ``config.input_path`` names, not yet opened; it marks its decoding with ``span`` (the span
     of the timer of the thread that will read it). Cameras and streams, and inputs replayed with
     ``--source-fps``, are live: a reader thread keeps the newest frames and reconnects (see
-    :class:`LiveSource`); they decode there, apart from any step, so ``span`` is not used for them."""
-    spec = parse_source(config.input_path)
+    :class:`LiveSource`); they decode there, apart from any step, so ``span`` is not used for them. Several
+    inputs (or ``--cameras N``) are several live sources, one :class:`ManySources`."""
+    if config.source_count == 1:
+        return _one_source(
+            config,
+            config.inputs[0],
+            clock=clock,
+            threads=threads,
+            seed=seed,
+            batch_size=batch_size,
+            span=span,
+        )
+    specs = [parse_source(path) for path in config.inputs]
+    for path, spec in zip(config.inputs, specs, strict=True):
+        if not spec.live and config.source_fps is None:
+            raise ConfigError(
+                f"several sources are read live, but {path!r} is a file read as fast as it decodes; pass "
+                "--source-fps N to replay the files as cameras."
+            )
+        if spec.kind == "camera" and config.cameras > 1:
+            raise ConfigError(
+                f"--cameras {config.cameras} would open camera {path!r} {config.cameras} times; replicate a "
+                "--source-fps replay or a stream instead, or list each camera with --input_path."
+            )
+    sources: list[LiveSource] = []
+    for path in config.inputs:
+        for offset in replica_offsets(config.cameras, config.source_fps):
+            live = _one_source(
+                config,
+                path,
+                clock=clock,
+                threads=threads,
+                seed=seed,
+                batch_size=batch_size,
+                span=span,
+                source_id=len(sources),
+                start_offset_s=offset,
+            )
+            assert isinstance(live, LiveSource)  # several sources are all live (checked above)
+            sources.append(live)
+    return ManySources(sources, clock=clock)
+
+
+def _one_source(
+    config: SourceConfig,
+    path: str,
+    *,
+    clock: Clock,
+    threads: int,
+    seed: int,
+    batch_size: int,
+    span: SpanFactory,
+    source_id: int = 0,
+    start_offset_s: float = 0.0,
+) -> Source:
+    spec = parse_source(path)
     options = ReadOptions(clock, span, threads, config.open_timeout_s, config.read_timeout_s)
     if not spec.live and config.source_fps is None:
         return _plain_source(spec, config, options, seed)
     if spec.live and config.source_fps is not None:
         raise ConfigError(
-            f"--source-fps replays a file as a live camera, but {config.input_path!r} is already live; drop "
-            "--source-fps."
+            f"--source-fps replays a file as a live camera, but {path!r} is already live; drop --source-fps."
         )
     inner = dataclasses.replace(options, span=no_span)  # decoded in the reader thread, apart from any step
     return LiveSource(
@@ -92,4 +148,6 @@ def make_source(
         reconnect_for_s=config.reconnect_for_s,
         read_timeout_s=config.read_timeout_s,
         fresh=not config.live_buffer,  # an explicit --live-buffer asks for smoothing: keep its order
+        source_id=source_id,
+        start_offset_s=start_offset_s,
     )

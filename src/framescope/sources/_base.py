@@ -39,6 +39,8 @@ class Frame:
     due_s: float | None = None
     """Live inputs: when the frame was due (its scheduled arrival), on the run's clock; latency counts from
     here. None for inputs read as fast as the pipeline goes (files)."""
+    source: int = 0
+    """Which of the run's sources delivered it (0-based, in the order given; 0 for a run with one)."""
 
 
 @dataclass(slots=True)
@@ -148,6 +150,10 @@ class Source:
     def discard(self, frames: int) -> None:
         """Count ``frames`` the pipeline read but threw away unprocessed (a stale prefetched batch of a live
         input) as dropped."""
+
+    def discard_batch(self, frames: list[Frame]) -> None:
+        """:meth:`discard` for the frames of a thrown-away batch (several sources count them each)."""
+        self.discard(len(frames))
 
     def open(self) -> None:
         raise NotImplementedError

@@ -37,6 +37,8 @@ class FrameBuffer:
         self._lock = threading.Condition()
         self.dropped = 0
         self.closed = False
+        self.on_change: Callable[[], None] | None = None
+        """Called after a frame is put or the buffer closed (several sources wake one waiting batcher)."""
 
     def put(self, frame: Frame) -> None:
         with self._lock:
@@ -45,12 +47,26 @@ class FrameBuffer:
                 self.dropped += 1
             self._frames.append(frame)
             self._lock.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
     def close(self) -> None:
         """No more frames will come; readers get what is left, then None."""
         with self._lock:
             self.closed = True
             self._lock.notify_all()
+        if self.on_change is not None:
+            self.on_change()
+
+    def take(self, count: int) -> list[Frame]:
+        """Up to ``count`` of the oldest buffered frames, without waiting."""
+        with self._lock:
+            return [self._frames.popleft() for _ in range(min(count, len(self._frames)))]
+
+    def oldest_arrival_s(self) -> float | None:
+        """When the oldest buffered frame arrived; None when empty."""
+        with self._lock:
+            return self._frames[0].arrival_s if self._frames else None
 
     def get(self, timeout_s: float | None = None) -> Frame | None:
         """The oldest buffered frame; waits for one; None once closed and empty (or on time-out)."""
@@ -118,8 +134,14 @@ class LiveSource(Source):
         backoff: Callable[[int], float] | None = None,
         read_timeout_s: float = 10.0,
         fresh: bool = True,
+        source_id: int = 0,
+        start_offset_s: float = 0.0,
     ) -> None:
+        """``source_id`` is stamped on every frame; ``start_offset_s`` delays a replay's schedule (replicas of
+        one clip as several cameras, so their frames do not arrive in lock-step)."""
         super().__init__(clock)
+        self.source_id = source_id
+        self.start_offset_s = start_offset_s
         self.open_source = open_source
         self.buffer = FrameBuffer(capacity)
         self.fresh = fresh
@@ -169,6 +191,7 @@ class LiveSource(Source):
 
     def _publish(self, frame: Frame, due_s: float) -> None:
         frame.due_s = due_s
+        frame.source = self.source_id
         frame.index = self._published
         self._published += 1
         self.buffer.put(frame)
@@ -192,7 +215,7 @@ class LiveSource(Source):
     def _run(self) -> None:
         try:
             inner = self._inner
-            start_s = self.clock()
+            start_s = self.clock() + self.start_offset_s
             while not self._stop.is_set():
                 try:
                     if inner is None:
@@ -278,6 +301,21 @@ class LiveSource(Source):
         super().set_output_size(size)
         if self._inner is not None:
             self._inner.set_output_size(size)
+
+    def take(self, count: int) -> list[Frame]:
+        """Up to ``count`` buffered frames without waiting (a batcher of several sources); none at the end.
+        A failure of the reader is raised here."""
+        self._start()
+        frames = self.buffer.take(count)
+        self.frames_read += len(frames)
+        if not frames and self.buffer.closed and self.error is not None:
+            raise self.error
+        return frames
+
+    @property
+    def ended(self) -> bool:
+        """The input ended (or failed) and every frame it delivered was taken."""
+        return self.buffer.closed and not len(self.buffer)
 
     def read(self) -> Frame | None:
         self._start()
