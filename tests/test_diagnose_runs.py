@@ -18,6 +18,7 @@ import pytest
 
 import framescope
 from framescope import RunConfig
+from framescope.diagnose._rules import OVERLAP_GAIN, _sides
 from framescope.records import Row
 
 linux_only = pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="core binding is Linux-only")
@@ -48,11 +49,17 @@ def test_full_size_decoding_in_a_sync_run_is_the_input_side_setting_the_pace(
         pipeline="sync", decoder="opencv",
     )  # fmt: skip
     found = findings_on_disk(result)
-    assert set(found) >= INPUT_SIDE, found
+    assert set(found) >= INPUT_SIDE - {"overlap_would_pay"}, found
     assert found["decode_full_size"]["overrides"] == {"decoder": "pyav", "decode_size": "auto"}
     assert found["decode_full_size"]["evidence"]["frame_pixels"] == 1920 * 1080
     assert found["input_bound"]["evidence"]["input_ms"] > found["input_bound"]["evidence"]["model_ms"]
-    assert found["overlap_would_pay"]["overrides"] == {"pipeline": "async"}
+    # Overlap pays when the smaller side is at least a fifth of the larger: here the model is small, so
+    # the estimate sits near that line; the finding must agree with this run's own stage times either way.
+    producer, model, _ = _sides(result.summary)
+    gain = (producer + model) / max(producer, model)
+    assert ("overlap_would_pay" in found) == (gain >= OVERLAP_GAIN), (gain, found)
+    if "overlap_would_pay" in found:
+        assert found["overlap_would_pay"]["overrides"] == {"pipeline": "async"}
     assert found["percentiles_on_few_steps"]["severity"] == "info"  # 6 steps, p99 printed
 
 
