@@ -252,16 +252,10 @@ def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> Non
 
 
 def sweep_args(out: Path, *more: str) -> list[str]:
-    return [
-        "sweep",
-        "--model-name",
-        "mobilenet_v3_small",
-        "--input_path",
-        "synthetic:64x64:40",
-        "--output-dir",
-        str(out),
-        *more,
-    ]
+    """A sweep of mobilenet_v3_small on ``synthetic:64x64:40``, unless ``more`` names its own input (a second
+    --input_path would be a second source)."""
+    source = [] if "--input_path" in more else ["--input_path", "synthetic:64x64:40"]
+    return ["sweep", "--model-name", "mobilenet_v3_small", *source, "--output-dir", str(out), *more]
 
 
 def test_ctrl_c_inside_a_run_keeps_the_finished_points_and_exits_130(
@@ -419,9 +413,17 @@ def test_peak_memory_sees_a_transient_allocation_on_this_machine() -> None:
 @pytest.mark.slow
 def test_a_real_sweep_writes_loadable_runs_whose_numbers_are_the_csvs(tmp_path: Path) -> None:
     result = run_cli(
-        *sweep_args(tmp_path, "--batch-size", "1,2,4", "--torch-threads", "1", "--min-steps", "10"),
-        "--input_path",
-        "synthetic:64x64",
+        *sweep_args(
+            tmp_path,
+            "--batch-size",
+            "1,2,4",
+            "--torch-threads",
+            "1",
+            "--min-steps",
+            "10",
+            "--input_path",
+            "synthetic:64x64",
+        ),
         "--max-seconds",
         "8",
         "--prep-level",
@@ -453,9 +455,15 @@ def test_a_real_host_oom_is_a_result_and_the_sweep_goes_on(tmp_path: Path) -> No
     """Batch 100000 of 1024x1024 frames cannot fit in host memory: the batch-memory check refuses it before
     allocating (oom), 200000 is skipped, and batch 2 still runs."""
     result = run_cli(
-        *sweep_args(tmp_path, "--batch-size", "100000,2,200000", "--torch-threads", "1"),
-        "--input_path",
-        "synthetic:1024x1024",
+        *sweep_args(
+            tmp_path,
+            "--batch-size",
+            "100000,2,200000",
+            "--torch-threads",
+            "1",
+            "--input_path",
+            "synthetic:1024x1024",
+        ),
         "--min-steps",
         "5",
         "--max-seconds",
