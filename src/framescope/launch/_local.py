@@ -53,6 +53,19 @@ class WorkerState:
     """The Ray node's ID (None locally)."""
     recent: list[tuple[int, float]] = field(default_factory=list, repr=False)
 
+    def progress(self, kind: str, payload: Any) -> bool:
+        """Apply a progress event every launcher receives (``running``, ``step``, ``warning``); False for
+        any other kind, which the launcher handles itself."""
+        if kind == "running":
+            self.state = "running"
+        elif kind == "step":
+            self.steps, self.fps = payload
+        elif kind == "warning":
+            self.error = payload
+        else:
+            return False
+        return True
+
 
 def _die_with_parent() -> None:
     """Ask Linux to send this worker SIGTERM when the launcher dies (killed with SIGKILL, say), so no worker
@@ -253,14 +266,10 @@ class LocalLauncher:
     def _handle(self, event: tuple[str, str, Any]) -> None:
         kind, name, payload = event
         state = self.states[name]
-        if kind == "ready":
+        if state.progress(kind, payload):
+            pass  # running, step, warning: as every launcher applies them
+        elif kind == "ready":
             state.state, state.run_dir = "ready", Path(payload)
-        elif kind == "running":
-            state.state = "running"
-        elif kind == "step":
-            state.steps, state.fps = payload
-        elif kind == "warning":
-            state.error = payload
         elif kind == "done":
             status, error, run_dir = payload
             state.state, state.error = status, error

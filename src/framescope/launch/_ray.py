@@ -470,17 +470,13 @@ class RayLauncher:
             return
         for name, kind, payload in events:
             state = self.states[name]
+            if state.progress(kind, payload):
+                continue
             if kind == "node":
                 state.node_id = payload["node_id"]
                 state.node = self._node_name(payload["node_id"]) or payload["host"]
             elif kind == "ready":
                 state.state, state.run_dir = "ready", self.output_dir / name
-            elif kind == "running":
-                state.state = "running"
-            elif kind == "step":
-                state.steps, state.fps = payload
-            elif kind == "warning":
-                state.error = payload
             elif kind == "files":
                 _write_chunks(self.output_dir / name, payload)
         if events:
