@@ -112,6 +112,45 @@ def test_replay_publishes_each_frame_when_it_is_due() -> None:
     assert source.dropped == 0 and source.info.live and source.info.fps == 25.0
 
 
+def test_a_looped_replay_starts_again_and_keeps_its_schedule() -> None:
+    clock = FakeClock(10.0)
+    opened: list[ScriptedSource] = []
+
+    def reopen() -> ScriptedSource:
+        opened.append(ScriptedSource(clock, 3))
+        return opened[-1]
+
+    def sleep(seconds: float) -> None:  # the run ends once ten frames were published
+        clock.sleep(seconds)
+        if source._published >= 10:
+            source._stop.set()
+
+    source = LiveSource(
+        reopen, capacity=100, clock=clock, sleep=sleep, pace_fps=10.0, reconnect=False, loop=True
+    )
+    source.open()
+    assert source.info.frame_count is None and source.info.extra["looped"] is True
+    frames = drain(source)
+    assert [f.index for f in frames] == list(range(len(frames))) and len(frames) >= 10  # frame after frame
+    assert [f.due_s for f in frames] == pytest.approx([10.0 + i / 10 for i in range(len(frames))])
+    assert source.loops >= 3 and all(s.closed for s in opened[:-1])
+
+
+def test_a_looped_replay_of_nothing_ends() -> None:
+    clock = FakeClock()
+    source = LiveSource(
+        lambda: ScriptedSource(clock, 0), capacity=4, clock=clock, sleep=clock.sleep, pace_fps=10.0,
+        reconnect=False, loop=True,
+    )  # fmt: skip
+    source.open()
+    assert drain(source) == [] and source.loops == 0
+
+
+def test_loop_needs_a_replay() -> None:
+    with pytest.raises(ConfigError, match=r"--loop .* needs --source-fps"):
+        SourceConfig(input_path="clip.mp4", loop=True)
+
+
 def test_a_pipeline_that_falls_behind_gets_the_newest_frames() -> None:
     clock = FakeClock()
     source = paced(clock, frames=50, fps=30.0, capacity=4)

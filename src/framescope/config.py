@@ -302,6 +302,12 @@ class SourceConfig:
         metavar="FPS",
         help="replay the input as a live camera at FPS frames per second",
     )
+    loop: bool = setting(
+        False,
+        flag="--loop",
+        help="--source-fps: replay the file again from its start each time it ends (a camera that never "
+        "stops; the run ends with --max-steps, Ctrl-C or an observer)",
+    )
     live_buffer: int = setting(
         0,
         flag="--live-buffer",
@@ -337,6 +343,11 @@ class SourceConfig:
                 self.source_fps, "source_fps", "--source-fps", unit="frames per second", example="30"
             )
         _non_negative_int(self.live_buffer, "live_buffer", "--live-buffer")
+        if self.loop and self.source_fps is None:
+            raise ConfigError(
+                "--loop replays a file as a camera that never ends; it needs --source-fps N (e.g. "
+                "--source-fps 30)."
+            )
         _positive_number(
             self.reconnect_for_s, "reconnect_for_s", "--reconnect-for", unit="seconds", example="60"
         )

@@ -143,6 +143,7 @@ def _one_source(
         capacity=config.live_buffer or 2 * batch_size,
         clock=clock,
         pace_fps=config.source_fps,
+        loop=config.loop,
         reconnect=spec.live,
         reconnect_on_end=spec.endless,
         reconnect_for_s=config.reconnect_for_s,

@@ -115,8 +115,9 @@ class LiveSource(Source):
 
     ``pace_fps``: replay the wrapped (finite) source as a camera at that rate: frame i is due at
     ``start + i / pace_fps`` and is published no earlier than that. Otherwise frames are due when they
-    arrive. A replayed file ends at its end. A stream or camera that stalls is reconnected until
-    ``reconnect_for_s`` seconds pass without a frame; one that ends is reconnected only with
+    arrive. A replayed file ends at its end, or with ``loop`` starts again from its start, its schedule
+    going on (frame i is still due at ``start + i / pace_fps``). A stream or camera that stalls is
+    reconnected until ``reconnect_for_s`` seconds pass without a frame; one that ends is reconnected only with
     ``reconnect_on_end`` (cameras and live protocols, which have no end; not an HTTP file, which does).
     """
 
@@ -128,6 +129,7 @@ class LiveSource(Source):
         clock: Clock = monotonic,
         sleep: Callable[[float], None] | None = None,
         pace_fps: float | None = None,
+        loop: bool = False,
         reconnect: bool = True,
         reconnect_on_end: bool = True,
         reconnect_for_s: float = 60.0,
@@ -152,6 +154,9 @@ class LiveSource(Source):
         self._stop = threading.Event()
         self.sleep = sleep or self._stop.wait  # a real sleep wakes up when the run stops
         self.pace_fps = pace_fps
+        self.loop = loop and pace_fps is not None
+        self.loops = 0
+        """Times a looped replay started again from its start."""
         self.reconnect = reconnect and pace_fps is None
         self.reconnect_on_end = reconnect_on_end
         self.reconnect_for_s = reconnect_for_s
@@ -197,11 +202,20 @@ class LiveSource(Source):
         self.buffer.put(frame)
 
     def _pump(self, inner: Source, start_s: float) -> None:
-        """Move frames from ``inner`` into the buffer until it ends or stalls (raising SourceError)."""
+        """Move frames from ``inner`` into the buffer until it ends or stalls (raising SourceError); a looped
+        replay reopens ``inner`` at its end (a file that yields no frame at all ends it)."""
+        since_open = 0
         while not self._stop.is_set():
             frame = inner.read()
             if frame is None:
-                return
+                if not self.loop or since_open == 0:
+                    return
+                inner.close()
+                inner = self._open_inner()
+                self.loops += 1
+                since_open = 0
+                continue
+            since_open += 1
             if self.pace_fps is None:
                 self._publish(frame, self._due(frame))
                 continue
@@ -279,11 +293,12 @@ class LiveSource(Source):
             inner.info,
             live=True,
             fps=self.pace_fps or inner.info.fps,
-            frame_count=inner.info.frame_count if self.pace_fps else None,
-            duration_s=inner.info.duration_s if self.pace_fps else None,
+            frame_count=inner.info.frame_count if self.pace_fps and not self.loop else None,
+            duration_s=inner.info.duration_s if self.pace_fps and not self.loop else None,
             extra={
                 **inner.info.extra,
                 "replayed_at_fps": self.pace_fps,
+                "looped": self.loop,
                 "buffer": self.buffer.capacity,
                 "newest_first": self.fresh,
             },
