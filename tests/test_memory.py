@@ -36,6 +36,19 @@ def test_the_estimate_counts_every_batch_in_flight() -> None:
     assert live.total == sync.total + 16 * frame  # the live buffer holds two batches
 
 
+def test_many_sources_and_dynamic_batches_are_counted() -> None:
+    frame, model_input = 1920 * 1080 * 3, 224 * 224 * 3 * 4
+    many = config(source_fps=10.0, cameras=8, batching="dynamic", max_batch=16)
+    need = batch_memory(many, frame_size=(1920, 1080), model_input=(224, 224), frame_count=None, live=True)
+    assert need.frames == 16  # the largest batch, not --batch-size 1
+    assert need.live_buffer_frames == 8 * 2  # two frames (two batches of --batch-size 1) per camera
+    assert need.total == 16 * (2 * frame + 2 * model_input) + 16 * frame
+    with pytest.raises(ConfigError, match=r"^--max-batch 16 needs about .* for 8 sources.*use --max-batch"):
+        check_batch_memory(need, many, available=int(need.total * 1.2))
+    with pytest.raises(ConfigError, match="the live buffers alone do not fit; use fewer sources"):
+        check_batch_memory(need, many, available=int(16 * frame / 0.7 * 0.9))
+
+
 def test_a_finite_input_caps_the_batch() -> None:
     need = batch_memory(
         config(batch_size=100_000), frame_size=(640, 360), model_input=(224, 224), frame_count=60, live=False

@@ -65,11 +65,14 @@ def batch_memory(
 ) -> BatchMemory:
     """What a run of ``config`` holds for its batches: ``frame_size`` and ``model_input`` are (width,
     height) of a decoded frame and of the model's input."""
-    frames = min(config.batch_size, frame_count) if frame_count else config.batch_size
+    largest = config.largest_batch  # --max-batch with dynamic batching
+    frames = min(largest, frame_count) if frame_count else largest
     frame_bytes = frame_size[0] * frame_size[1] * 3
     input_bytes = model_input[0] * model_input[1] * 3 * 4
     in_flight = config.prefetch + 2 if config.pipeline == "async" else 1
-    buffer = (config.source.live_buffer or 2 * config.batch_size) if live else 0
+    # every live source (each input, times --cameras) keeps its own buffer
+    per_source = config.source.live_buffer or 2 * config.batch_size
+    buffer = per_source * config.source.source_count if live else 0
     return BatchMemory(
         frames=frames,
         bytes_per_frame=in_flight * (2 * frame_bytes + 2 * input_bytes),
@@ -90,10 +93,12 @@ def check_batch_memory(need: BatchMemory, config: RunConfig, available: int | No
     budget = USABLE_SHARE * available
     if need.total <= budget:
         return
-    # each frame of --batch-size costs its share of the batches in flight and of the live buffer (which
-    # holds a multiple of the batch size unless --live-buffer fixed it)
+    # each frame of the batch costs its share of the batches in flight, and (with --batch-size) of the live
+    # buffers, which hold a multiple of the batch size unless --live-buffer fixed them
+    dynamic = config.batching == "dynamic" and config.max_batch is not None
+    flag, size = ("--max-batch", config.largest_batch) if dynamic else ("--batch-size", config.batch_size)
     buffer_per_frame = need.live_buffer_frames * need.frame_bytes / config.batch_size
-    if config.source.live_buffer:
+    if config.source.live_buffer or dynamic:
         budget -= need.live_buffer_frames * need.frame_bytes
         buffer_per_frame = 0
     fits = max(0, math.floor(budget / (need.bytes_per_frame + buffer_per_frame)))
@@ -101,14 +106,21 @@ def check_batch_memory(need: BatchMemory, config: RunConfig, available: int | No
     if need.batches_in_flight > 1:
         what += f", {need.batches_in_flight} batches in flight"
     if need.live_buffer_frames:
-        what += f", a live buffer of {need.live_buffer_frames} frames"
-    advice = (
-        f"use --batch-size {fits} or less"
-        if fits >= 1
-        else "even one frame does not fit; free memory or use --decode-size to decode smaller frames"
-    )
+        sources = config.source.source_count
+        what += f", live buffers of {need.live_buffer_frames} frames" + (
+            f" for {sources} sources" if sources > 1 else ""
+        )
+    if budget <= 0 and need.live_buffer_frames:
+        advice = (
+            "the live buffers alone do not fit; use fewer sources (--cameras), a smaller --live-buffer, or "
+            "--decode-size to decode smaller frames"
+        )
+    elif fits >= 1:
+        advice = f"use {flag} {fits} or less"
+    else:
+        advice = "even one frame does not fit; free memory or use --decode-size to decode smaller frames"
     raise BatchTooLarge(
-        f"--batch-size {config.batch_size} needs about {need.total / GIB:.1f} GiB of host memory for its "
+        f"{flag} {size} needs about {need.total / GIB:.1f} GiB of host memory for its "
         f"frames and model inputs ({what}), more than the {available / GIB:.1f} GiB available; {advice}."
     )
 
