@@ -421,3 +421,14 @@ def test_models_on_the_gpu(tmp_path: Path, strategy: str) -> None:
     assert result.summary["timing_method"] == ("cuda-events" if strategy == "streams" else "cuda-sync")
     for model in result.summary["models"].values():
         assert model["device"] == "cuda" and model["exec"]["p50_ms"] > 0 and model["interference"] is not None
+
+
+def test_all_leaves_streams_out_for_onnxruntime_sessions() -> None:
+    from framescope._multi import applicable_strategies
+
+    gpu = RunConfig.from_flat(
+        model_name="resnet18,mobilenet_v3_small", input_path="x.mp4", infer_on_gpu=True, multi_model="all"
+    )
+    assert "streams" in applicable_strategies(gpu)
+    assert "streams" not in applicable_strategies(gpu.replace(backend="onnxruntime"))
+    assert "streams" not in applicable_strategies(gpu.replace(infer_on_gpu=False))

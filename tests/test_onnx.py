@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from tests.conftest import CLIP_FRAMES, run_cli
@@ -333,3 +334,29 @@ def test_run_with_onnxruntime(
     assert second.summary["model"]["onnxruntime"]["cache"] == "hit"
     # the async thread trial sets torch's threads, which the session does not follow: it is not run
     assert any("onnxruntime's session keeps" in note for note in second.summary["threads"]["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["serial", "threads", "processes"])
+def test_several_models_with_onnxruntime(
+    clip: Path, out_dir: Path, onnx_cache: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    """The seed's experiment as one command: several models per frame, each an ONNX Runtime session."""
+    needs_onnx()
+    monkeypatch.setenv("FRAMESCOPE_CACHE", str(onnx_cache.parent / "multi-cache"))
+    result = framescope.run(
+        RunConfig.from_flat(
+            model_name="mobilenet_v3_small,resnet18", input_path=str(clip), batch_size=4, max_steps=4,
+            backend="onnxruntime", multi_model=strategy, torch_threads=1, progress="none",
+            output_dir=str(out_dir), run_name=strategy,
+        )
+    )  # fmt: skip
+    assert result.status == "complete", result.summary.get("error")
+    models = result.summary["models"]
+    assert set(models) == {"mobilenet_v3_small", "resnet18"}
+    for name, entry in models.items():
+        assert entry["backend"] == "onnxruntime", entry
+        assert entry["onnxruntime"]["provider"] == CPU_PROVIDER
+        csv = next(result.run_dir.glob(f"M_{name}_P_*_metrics.csv"))
+        rows = pd.read_csv(csv)
+        assert len(rows) == 4 and (rows["exec_latency_ms"] > 0).all()

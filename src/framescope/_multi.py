@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from framescope._backend import build_onnx_runner, model_input_shape
 from framescope._memory import host_out_of_memory
 from framescope._multi_proc import ModelRunError, ProcessStrategy, WorkerSpec, peak_rss_mb, split_cores
 from framescope._observer import RunObserver, StartInfo
@@ -93,6 +94,7 @@ def _info(
         "task": task,
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
+        "backend": model_config.backend,
         "input": dataclasses.asdict(spec),
     }
 
@@ -105,16 +107,37 @@ def build_work(
     warm_up_batch: torch.Tensor | None = None,
     sync: Any = None,
     stream: Any = None,
+    net: torch.nn.Module | None = None,
+    frame_size: tuple[int, int] | None = None,
+    threads: int = 1,
 ) -> Built:
-    """One model's stage plan with its own timer (and, given a batch, warmed up on it, untimed)."""
+    """One model's stage plan with its own timer (and, given a batch, warmed up on it, untimed). ``net``:
+    the model already built; ``frame_size`` (width, height of the decoded frames; else the warm-up batch's)
+    and ``threads`` shape an ONNX Runtime session (``--backend onnxruntime``)."""
     sub = single_config(config, model_config)
     prep_device, model_device, post_device = resolve_devices(sub)
     name = model_config.name
     task = task_of(name)
-    model = build_model(name, model_config.weights, seed=config.seed)
+    model = net if net is not None else build_model(name, model_config.weights, seed=config.seed)
     spec = input_spec(name, model)
     timer = StageTimer(clock, sync=sync)
-    runner = make_runner(model, task, model_config, model_device, seed=config.seed, span=timer.span)
+    runner: Any
+    if model_config.backend == "onnxruntime":
+        if frame_size is None:
+            if warm_up_batch is None:
+                raise ValueError("an ONNX Runtime model needs the frame size or a warm-up batch")
+            frame_size = (int(warm_up_batch.shape[-1]), int(warm_up_batch.shape[-2]))
+        runner, _ = build_onnx_runner(
+            sub,
+            model,
+            task,
+            model_device,
+            input_shape=model_input_shape(sub, spec, frame_size),
+            threads=threads,
+            clock=clock,
+        )
+    else:
+        runner = make_runner(model, task, model_config, model_device, seed=config.seed, span=timer.span)
     plan = plan_stages(
         batch_device=batch_device(sub),
         prep=Preprocessor(config.preprocess.level, spec),
@@ -127,11 +150,10 @@ def build_work(
         post_device=post_device,
         results_back=functools.partial(results_to_host, wait=False),
     )
-    built = Built(
-        ModelWork(name, plan, timer, clock, stream),
-        _info(model_config, task, model, spec, model_device),
-        spec,
-    )
+    info = _info(model_config, task, model, spec, model_device)
+    if model_config.backend == "onnxruntime":
+        info["onnxruntime"] = runner.info()
+    built = Built(ModelWork(name, plan, timer, clock, stream), info, spec)
     if warm_up_batch is not None:
         warm_up(built, warm_up_batch, config.batch_size)
     return built
@@ -233,10 +255,10 @@ def assemble(config: RunConfig, threads: ThreadPlan, clock: Clock) -> SeveralPar
     names = [m.name for m in models]
     for model in models:
         task_of(model.name)  # an unknown name is one line before anything is built
-        if getattr(model, "backend", "torch") != "torch":
+        if model.backend == "onnxruntime" and strategy_name == "streams":
             raise ConfigError(
-                f"--backend {model.backend} does not run several models per frame yet; pass --backend torch, "
-                "or run each model alone."
+                "--multi-model streams puts each torch model on a CUDA stream of its own, but ONNX Runtime "
+                "sessions keep their own streams; use --multi-model threads (or --backend torch)."
             )
     per_model = model_threads(strategy_name, threads.core_count, len(models), config.torch_threads)
     uses_cuda = any(m.on_gpu for m in models) or config.preprocess.on_gpu or config.postprocess.on_gpu
@@ -287,16 +309,25 @@ def assemble(config: RunConfig, threads: ThreadPlan, clock: Clock) -> SeveralPar
                 source, processes, names, read_timer, info, threads, plan, setup, uses_cuda, processes
             )
         streams = strategy_name in ("streams", "threads", "asyncio-threads") and uses_cuda
+        nets = [build_model(m.name, m.weights, seed=config.seed) for m in models]
+        source.set_output_size(  # before an ONNX export, which takes the frames' size
+            _decode_size(
+                config, [(m, input_spec(m.name, n)) for m, n in zip(models, nets, strict=True)], source
+            )
+        )
+        frame_size = source.output_size or (source.info.width or 224, source.info.height or 224)
         builds = []
-        for model in models:
+        for model, net in zip(models, nets, strict=True):
             stream = torch.cuda.Stream() if streams and model.on_gpu else None
             sync = None
             if model.on_gpu and strategy_name != "streams":
                 sync = stream.synchronize if stream is not None else torch.cuda.synchronize
-            builds.append(build_work(config, model, clock, sync=sync, stream=stream))
-        source.set_output_size(
-            _decode_size(config, [(m, b.spec) for m, b in zip(models, builds, strict=True)], source)
-        )
+            builds.append(
+                build_work(
+                    config, model, clock, sync=sync, stream=stream, net=net, frame_size=frame_size,
+                    threads=per_model,
+                )
+            )  # fmt: skip
         dummy = _dummy(config, source)
         setup["model_build_s"] = clock() - t
         t = clock()
@@ -586,9 +617,10 @@ class StrategyRun:
 
 
 def applicable_strategies(config: RunConfig) -> list[str]:
-    """The strategies ``--multi-model all`` runs: every one, streams only when every model is on the GPU."""
-    on_gpu = all(m.on_gpu for m in config.model_list)
-    return [s for s in STRATEGIES if s != "streams" or on_gpu]
+    """The strategies ``--multi-model all`` runs: every one, streams only when every model is a torch model
+    on the GPU."""
+    streams = all(m.on_gpu and m.backend == "torch" for m in config.model_list)
+    return [s for s in STRATEGIES if s != "streams" or streams]
 
 
 def run_strategies(

@@ -68,7 +68,9 @@ def _worker_main(spec: WorkerSpec, shared: torch.Tensor, inbox: Any, outbox: Any
         torch.set_num_threads(spec.torch_threads)
         from framescope._multi import build_work
 
-        built = build_work(spec.config, spec.model, time.monotonic, warm_up_batch=shared)
+        built = build_work(
+            spec.config, spec.model, time.monotonic, warm_up_batch=shared, threads=spec.torch_threads
+        )
         outbox.put(("ready", {**built.info, "pid": os.getpid()}))
         while (message := inbox.get()) is not None:
             step, count = message
