@@ -240,3 +240,39 @@ def test_one_source_has_one_in_the_sources_column_and_no_sources_block(clip: Pat
     )  # fmt: skip
     assert (result.rows["sources"] == 1).all()
     assert "sources" not in result.summary and result.summary["batching"]["mode"] == "fixed"
+
+
+def test_latency_samples_stay_bounded_and_keep_the_percentiles() -> None:
+    from framescope.records._sources import LatencySample
+
+    exact = LatencySample(keep=1000)
+    for value in range(1000):
+        exact.add(float(value))
+    assert exact.values == [float(v) for v in range(1000)]  # up to the bound, every value: exact figures
+    sample = LatencySample(keep=5000)
+    values = np.random.default_rng(3).exponential(20.0, 200_000)
+    for value in values:
+        sample.add(float(value))
+    assert len(sample.values) == 5000 and sample.seen == 200_000
+    p99 = float(np.percentile(sample.values, 99))
+    assert p99 == pytest.approx(float(np.percentile(values, 99)), rel=0.1)  # sampled uniformly, not the tail
+    assert float(np.percentile(sample.values, 50)) == pytest.approx(float(np.median(values)), rel=0.05)
+
+
+def test_the_per_source_timeline_stays_bounded_and_merges_exactly() -> None:
+    from framescope.records._sources import Timeline
+
+    timeline = Timeline(2, window_s=1.0, windows=4)
+    for second in range(4):
+        timeline.add(0, 100.0 + second, 10.0 * (second + 1))  # 10, 20, 30, 40 ms
+        timeline.add(1, 100.0 + second + 0.5, 1.0)
+    first = timeline.as_dict()
+    assert first["window_s"] == 1.0 and first["start_s"] == [0.0, 1.0, 2.0, 3.0]
+    assert first["per_source"][0]["mean_ms"] == [10.0, 20.0, 30.0, 40.0]
+    timeline.add(0, 104.2, 50.0)  # past the fourth window: windows double, pairs merged
+    merged = timeline.as_dict()
+    assert merged["window_s"] == 2.0 and merged["start_s"] == [0.0, 2.0, 4.0]
+    assert merged["per_source"][0]["frames"] == [2, 2, 1]
+    assert merged["per_source"][0]["mean_ms"] == [15.0, 35.0, 50.0]  # exact: sums and counts merge
+    assert merged["per_source"][0]["max_ms"] == [20.0, 40.0, 50.0]
+    assert merged["per_source"][1]["max_ms"] == [1.0, 1.0, None]

@@ -85,3 +85,22 @@ def test_independent_runs_are_judged_by_their_spread() -> None:
     assert (single.value, single.low, single.high) == (pytest.approx(0.8), 0.0, np.inf)
     one_candidate = unpaired_ratio([100.0, 102.0, 98.0], [80.0])  # the baseline's spread judges it
     assert one_candidate.high < 1.0
+
+
+def test_a_tail_share_is_judged_with_the_confidence_its_samples_give() -> None:
+    from framescope.stats import samples_to_show_within, tail_share
+
+    assert samples_to_show_within(0.01) == 299  # LoadGen's figure for a p99 at 95 %: 0.99**299 < 0.05
+    assert 0.99**299 <= 0.05 < 0.99**298
+    assert tail_share(0, 299, 0.01) == "within" and tail_share(0, 298, 0.01) == "undecided"
+    assert tail_share(1, 300, 0.01) == "undecided"  # one late frame in 300: not enough to say either way
+    assert tail_share(2, 1000, 0.01) == "within"  # 0.2 % late over 1000 frames
+    assert tail_share(10, 200, 0.01) == "beyond"  # 5 % late: a p99 over the bound, with confidence
+    assert tail_share(3, 100, 0.01) == "undecided"
+    # exact binomial tails, checked against a simulation of a true 1 % share
+    draws = np.random.default_rng(0).binomial(1000, 0.01, 20_000)
+    assert (draws <= 4).mean() <= 0.05 < (draws <= 5).mean()  # at 1 % late, 4 or fewer of 1000 is rare
+    assert tail_share(4, 1000, 0.01) == "within" and tail_share(5, 1000, 0.01) == "undecided"
+    assert tail_share(0, 10, 0.0) == "within" and tail_share(1, 10, 0.0) == "beyond"
+    with pytest.raises(ValueError, match="beyond = 5 should be between 0 and total = 4"):
+        tail_share(5, 4, 0.01)

@@ -102,7 +102,11 @@ class LoopPhase:
         self.stopped_by_observer = False
         self.trial = self._thread_trial()
         many = parts.source if isinstance(parts.source, ManySources) else None
-        self.tally = SourceTally([s.info.uri for s in many.sources]) if many is not None else None
+        self.tally = (
+            SourceTally([s.info.uri for s in many.sources], deadline_ms(config, many.info))
+            if many is not None
+            else None
+        )
         self.batcher = (
             Batcher(config.batching, config.largest_batch, max_delay_s(config, many.info), clock)
             if many is not None
@@ -327,7 +331,7 @@ class LoopPhase:
                 STAGE_COLUMNS.get(stage, stage): round(value, 2) for stage, value in parallelism.items()
             }
         cpu["wait"] = sampler.summary()
-        many = {"sources": self.tally.summary(deadline_ms(self.config, source.info))} if self.tally else {}
+        many = {"sources": self.tally.summary()} if self.tally else {}
         return {
             **many,
             "run_time_s": time.time() - self.started_at,

@@ -233,6 +233,41 @@ def samples_for_percentile(percentile: float, *, beyond: int = 10) -> int:
     return math.ceil(beyond / (1 - percentile / 100))
 
 
+TAIL_VERDICTS = ("within", "beyond", "undecided")
+
+
+def tail_share(beyond: int, total: int, share: float, *, confidence: float = 0.95) -> str:
+    """Whether the true share of samples past a bound is at most ``share``, from ``beyond`` of ``total``
+    samples past it (MLPerf LoadGen's early-stopping idea, a one-sided exact binomial test): ``within`` when
+    that few would be unlikely (probability at most ``1 - confidence``) were the share as large as
+    ``share``; ``beyond`` when that many would be unlikely were it no larger; else ``undecided`` (more samples
+    needed). A p99 under a bound is a share of 1 % past it; a share of 0 allows none."""
+    from scipy.stats import binom
+
+    if not 0 <= beyond <= total:
+        raise ValueError(f"{beyond = } should be between 0 and {total = }")
+    if not 0 <= share < 1 or not 0 < confidence < 1:
+        raise ValueError(f"{share = } and {confidence = } should lie in [0, 1) and (0, 1)")
+    if share == 0:
+        return "beyond" if beyond else ("within" if total else "undecided")
+    if total == 0:
+        return "undecided"
+    alpha = 1 - confidence
+    if binom.cdf(beyond, total, share) <= alpha:
+        return "within"
+    if beyond and binom.sf(beyond - 1, total, share) <= alpha:
+        return "beyond"
+    return "undecided"
+
+
+def samples_to_show_within(share: float, *, confidence: float = 0.95) -> int:
+    """The fewest samples that can show a share past a bound is at most ``share`` (none of them past it):
+    299 for a p99 (share 0.01) at 95 % confidence."""
+    if not 0 < share < 1 or not 0 < confidence < 1:
+        raise ValueError(f"{share = } and {confidence = } should lie in (0, 1)")
+    return math.ceil(math.log(1 - confidence) / math.log(1 - share))
+
+
 @dataclass(frozen=True, slots=True)
 class BoxStats:
     """A box plot's numbers (Tukey's): the quartiles, whiskers at the furthest samples within ``whisker``

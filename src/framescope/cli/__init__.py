@@ -58,6 +58,7 @@ def models_command(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from framescope.cli._annotate_cmd import add_annotate_arguments, annotate_command
+    from framescope.cli._capacity_cmd import add_capacity_arguments, capacity_command
     from framescope.cli._compare_cmd import add_compare_arguments, compare_command
     from framescope.cli._diagnose_cmd import add_diagnose_arguments, diagnose_command
     from framescope.cli._extract_cmd import add_extract_arguments, extract_command
@@ -140,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
             "sweep.json (best point, best under --p99-budget-ms, the knee) into one sweep directory.",
             add_sweep_arguments,
             sweep_command,
+        ),
+        (
+            "capacity",
+            "how many cameras of a clip one model serves within a p99 latency budget",
+            "Replays the clip as N cameras (--source-fps each, dynamic batching across them) and searches N "
+            "by doubling, then bisection, for the most served with the p99 (--percentile) latency within "
+            "--p99-budget-ms and at most --max-drop-pct of frames dropped; each trial an ordinary run "
+            "directory measured until its verdict is known with confidence. Writes capacity.csv and "
+            "capacity.json (the answer, every trial, the decode cost and what bounds the answer).",
+            add_capacity_arguments,
+            capacity_command,
         ),
     ):
         command = commands.add_parser(name, help=summary, description=description)

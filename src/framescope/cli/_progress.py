@@ -24,7 +24,7 @@ from framescope._observer import RunObserver, StartInfo
 from framescope._secrets import redact, redact_value
 from framescope.instrument.clock import Clock, monotonic
 from framescope.records import Row, RunResult
-from framescope.report.console import summary_lines, summary_table, system_table
+from framescope.report.console import sources_table, summary_lines, summary_table, system_table
 from framescope.stages import Stage
 
 LOG_INTERVAL_S = 5.0
@@ -137,6 +137,8 @@ class ConsoleObserver(RunObserver):
         self.console.print(f"[bold {colour}]run {status}[/]")
         if result.summary.get("stages"):
             self.console.print(summary_table(result.summary))
+        if (per_source := sources_table(result.summary)) is not None:
+            self.console.print(per_source)
         if result.summary.get("models"):
             from framescope.report.multi_text import frame_line, models_table
 

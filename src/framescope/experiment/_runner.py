@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from framescope._observer import RunObserver, StartInfo
 from framescope.config import RunConfig
@@ -44,8 +44,28 @@ class StopRule:
     min_steps: int = 20
     max_seconds: float = 60.0
 
+    def watch(self) -> Watch:
+        return _Watch(self)
 
-class _Watch(RunObserver):
+
+class Watch(RunObserver):
+    """What follows one run for a stop rule: an observer that asks the run to stop once the rule has its
+    answer, and says afterwards whether it got one (``stable``) and after how many steps."""
+
+    stable: bool = False
+    steps: int = 0
+
+
+class Rule(Protocol):
+    """A stop rule: :class:`StopRule` (a stable rate) or another (capacity's tail-latency rule)."""
+
+    @property
+    def max_seconds(self) -> float: ...
+
+    def watch(self) -> Watch: ...
+
+
+class _Watch(Watch):
     """Follows one run's rows and asks it to stop once the rule is met."""
 
     def __init__(self, rule: StopRule, clock: Callable[[], float] = time.monotonic) -> None:
@@ -84,7 +104,8 @@ class Trial:
     fps: float | None = None
     """Steady-state frames per second."""
     stable: bool = False
-    """Whether it stopped because its rate was stable (else its input ended or the time cap came)."""
+    """Whether it stopped because its stop rule had its answer (a stable rate; else its input ended or the
+    time cap came)."""
     steps: int = 0
     run_dir: Path | None = None
     error: str | None = None
@@ -125,7 +146,7 @@ class Experiment:
         *,
         parent: Path,
         rounds: int = 3,
-        stop: StopRule | None = None,
+        stop: Rule | None = None,
         on_trial: Callable[[Trial], None] | None = None,
         run: RunFunction | None = None,
     ) -> None:
@@ -133,7 +154,7 @@ class Experiment:
             raise ValueError("candidate names must differ")
         self.base, self.candidates, self.parent = base, candidates, parent
         self.rounds = rounds
-        self.stop = stop if stop is not None else StopRule()
+        self.stop: Rule = stop if stop is not None else StopRule()
         self.on_trial = on_trial or (lambda trial: None)
         if run is None:
             from framescope._run import run as run_framescope
@@ -156,7 +177,7 @@ class Experiment:
         return config
 
     def _measure(self, candidate: Candidate, round_index: int) -> Trial:
-        watch = _Watch(self.stop)
+        watch = self.stop.watch()
         try:
             result = self.run_one(self.config_of(candidate, round_index), observer=watch)
         except OutOfMemory as exc:

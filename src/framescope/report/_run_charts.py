@@ -3,6 +3,7 @@ threads were planned; the measured what-if of tune.json."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import pandas as pd
@@ -12,6 +13,7 @@ from framescope.report._facts import TOTAL, stage_label
 from framescope.report._style import (
     INK,
     MUTED,
+    RUN_COLORS,
     STAGE_COLORS,
     STAGE_ORDER,
     as_list,
@@ -109,6 +111,58 @@ def live_latency(rows: pd.DataFrame, summary: dict[str, Any]) -> go.Figure | Non
             for kind, ranges in step_kinds(rows, summary).items()
         },
     )
+    return figure
+
+
+def source_latency(summary: dict[str, Any]) -> go.Figure | None:
+    """Several sources: each source's mean frame latency per time window (a line each) and its largest (a
+    marker), from the summary's bounded timeline; the deadline a line."""
+    sources = summary.get("sources") or {}
+    timeline = sources.get("timeline")
+    if not timeline or not timeline.get("start_s"):
+        return None
+    uris = {entry["source"]: entry.get("uri", "") for entry in sources.get("per_source") or []}
+    window = float(timeline["window_s"])
+    figure = figure_with(
+        f"Latency per source over time ({window:g} s windows)",
+        460,
+        xaxis_title="time since the first steady result (s)",
+        yaxis_title="frame latency (ms)",
+    )
+    starts = [t + window / 2 for t in timeline["start_s"]]
+    for entry in timeline["per_source"]:
+        index = entry["source"]
+        color = RUN_COLORS[index % len(RUN_COLORS)]
+        name = f"source {index}"
+        figure.add_scatter(
+            x=starts,
+            y=entry["mean_ms"],
+            mode="lines",
+            name=name,
+            legendgroup=name,
+            line={"color": color, "width": 1.6},
+            customdata=entry["frames"],
+            hovertemplate=f"{name} ({escape(str(uris.get(index, '')))}): mean %{{y:.1f}} ms over "
+            "%{customdata} frames<extra></extra>",
+        )
+        figure.add_scatter(
+            x=starts,
+            y=entry["max_ms"],
+            mode="markers",
+            name=f"{name} largest",
+            legendgroup=name,
+            showlegend=False,
+            marker={"color": color, "size": 5, "symbol": "triangle-up"},
+            hovertemplate=f"{name}: largest %{{y:.1f}} ms<extra></extra>",
+        )
+    deadline = sources.get("deadline_ms")
+    if deadline:
+        figure.add_hline(
+            y=deadline,
+            line={"color": "#C0392B", "dash": "dash", "width": 1.5},
+            annotation_text=f"deadline {deadline:g} ms",
+            annotation_position="top left",
+        )
     return figure
 
 

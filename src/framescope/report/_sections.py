@@ -169,12 +169,49 @@ def _live_part(result: RunResult, prefix: str) -> str:
     if not live:
         return ""
     dropped = live.get("frames_dropped_all_steps", live.get("frames_dropped", 0))
-    return "<h3>Live input</h3>" + chart(
-        _run_charts.live_latency(result.rows, result.summary),
-        f"{prefix}-live",
-        f"{dropped} frame(s) dropped, {live.get('reconnects', 0)} reconnect(s) over the run. A batch's "
-        "frames lie between its newest and its oldest frame's latency.",
-        wide=True,
+    return (
+        "<h3>Live input</h3>"
+        + chart(
+            _run_charts.live_latency(result.rows, result.summary),
+            f"{prefix}-live",
+            f"{dropped} frame(s) dropped, {live.get('reconnects', 0)} reconnect(s) over the run. A batch's "
+            "frames lie between its newest and its oldest frame's latency.",
+            wide=True,
+        )
+        + _sources_part(result.summary, prefix)
+    )
+
+
+def _sources_part(summary: dict[str, Any], prefix: str) -> str:
+    """Several sources: what each got (frames, drops, latency, on-time rate) and its latency over time."""
+    sources = summary.get("sources")
+    if not sources:
+        return ""
+
+    def ms(value: Any) -> str:
+        return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+    rows = [
+        [
+            f"{entry['source']}: {entry.get('uri', '')}",
+            str(entry["frames"]),
+            str(entry["dropped"]),
+            ms(entry.get("latency_p50_ms")),
+            ms(entry.get("latency_p99_ms")),
+            ms(entry.get("on_time_fps")),
+        ]
+        for entry in [*sources["per_source"], {"source": "all", "uri": "", **sources["overall"]}]
+    ]
+    deadline = sources.get("deadline_ms")
+    caption = (
+        "Each source's mean latency per window (line) and its largest (marker), from when a frame was due to "
+        "when its batch's result was ready"
+        + (f"; on time: within the {deadline:g} ms deadline." if deadline else ".")
+    )
+    return (
+        f"<h4>Per source ({sources['count']} sources)</h4>"
+        + table(rows, ["source", "frames", "dropped", "p50 ms", "p99 ms", "on-time FPS"], cls="compare")
+        + chart(_run_charts.source_latency(summary), f"{prefix}-sources", caption, wide=True)
     )
 
 

@@ -17,7 +17,10 @@ from framescope.report._facts import (
     system_rows,
 )
 
-__all__ = ["STAGE_LABELS", "summary_lines", "summary_table", "system_table"]
+__all__ = ["STAGE_LABELS", "sources_table", "summary_lines", "summary_table", "system_table"]
+
+SOURCES_SHOWN = 16
+"""Sources listed one per line; past this many, the fewest-served and slowest are listed, then a count."""
 
 
 def system_table(system: dict[str, Any]) -> Table:
@@ -37,6 +40,53 @@ def summary_table(summary: dict[str, Any]) -> Table:
         table.add_column(name, justify="left" if name == "stage" else "right")
     for row in stage_rows(summary):
         table.add_row(*row)
+    return table
+
+
+def sources_table(summary: dict[str, Any]) -> Table | None:
+    """Several sources: frames, drops, latency and on-time rate per source, then all together. With many
+    sources, the ones a user must see (fewest frames, largest p99) are kept and the rest counted."""
+    sources = summary.get("sources")
+    if not sources:
+        return None
+    entries = list(sources["per_source"])
+    hidden = 0
+    if len(entries) > SOURCES_SHOWN:
+        worst = sorted(entries, key=lambda e: (e["frames"], -(e.get("latency_p99_ms") or 0.0)))
+        keep = {e["source"] for e in worst[: SOURCES_SHOWN // 2]}
+        keep |= {
+            e["source"]
+            for e in sorted(entries, key=lambda e: -(e.get("latency_p99_ms") or 0.0))[: SOURCES_SHOWN // 2]
+        }
+        hidden = len(entries) - len(keep)
+        entries = [e for e in entries if e["source"] in keep]
+
+    def ms(value: Any) -> str:
+        return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+    table = Table(title=f"per source ({sources['count']} sources)", title_justify="left")
+    for name in ("source", "frames", "dropped", "p50 ms", "p99 ms", "on-time FPS"):
+        table.add_column(name, justify="left" if name == "source" else "right", no_wrap=name != "source")
+    for entry in entries:
+        table.add_row(
+            f"{entry['source']}: {entry.get('uri', '')}",
+            str(entry["frames"]),
+            str(entry["dropped"]),
+            ms(entry.get("latency_p50_ms")),
+            ms(entry.get("latency_p99_ms")),
+            ms(entry.get("on_time_fps")),
+        )
+    overall = sources["overall"]
+    label = "all" + (f" ({hidden} more not listed)" if hidden else "")
+    table.add_row(
+        label,
+        str(overall["frames"]),
+        str(overall["dropped"]),
+        ms(overall.get("latency_p50_ms")),
+        ms(overall.get("latency_p99_ms")),
+        ms(overall.get("on_time_fps")),
+        style="bold",
+    )
     return table
 
 

@@ -119,27 +119,40 @@ _LOADER = """
 """
 
 
-def render_report(results: Sequence[RunResult], sweeps: Sequence[dict[str, Any]] = ()) -> str:
+def render_report(
+    results: Sequence[RunResult],
+    sweeps: Sequence[dict[str, Any]] = (),
+    capacities: Sequence[dict[str, Any]] = (),
+) -> str:
     """The whole page for ``results``: the comparison first when there are several, then each run; sweeps
-    (``sweep.json`` as :func:`framescope.sweep.load_sweep` reads it) before the runs."""
+    (``sweep.json`` as :func:`framescope.sweep.load_sweep` reads it) and capacity searches
+    (``capacity.json``) before the runs."""
     from plotly.offline import get_plotlyjs
 
-    from framescope.report import _sections, _sweep
+    from framescope.report import _capacity, _sections, _sweep
 
     labels = _sections.run_labels(results)
     flags = _sections.setting_flags()
-    if sweeps and not results:
-        title = f"sweep {Path(sweeps[0]['sweep_dir']).name}" if len(sweeps) == 1 else f"{len(sweeps)} sweeps"
-        places = ", ".join(str(s["sweep_dir"]) for s in sweeps)
-        what = f"{len(sweeps)} sweep director{'y' if len(sweeps) == 1 else 'ies'}"
+    searches = [
+        *((s["sweep_dir"], "sweep") for s in sweeps),
+        *((c["capacity_dir"], "capacity") for c in capacities),
+    ]
+    if searches and not results:
+        kind = searches[0][1]
+        title = f"{kind} {Path(searches[0][0]).name}" if len(searches) == 1 else f"{len(searches)} searches"
+        places = ", ".join(str(place) for place, _ in searches)
+        one = len(searches) == 1
+        what = f"{len(searches)} {kind if one else 'search'} director{'y' if one else 'ies'}"
     else:
         title = labels[0] if len(results) == 1 else f"comparison of {len(results)} runs"
-        places = ", ".join([*(str(s["sweep_dir"]) for s in sweeps), *(str(r.run_dir) for r in results)])
-        what = f"{len(results) + len(sweeps)} director{'y' if len(results) + len(sweeps) == 1 else 'ies'}"
+        places = ", ".join([*(str(place) for place, _ in searches), *(str(r.run_dir) for r in results)])
+        count = len(results) + len(searches)
+        what = f"{count} director{'y' if count == 1 else 'ies'}"
     body = [
         f"<header><h1>framescope report: {escape(title)}</h1><p>{what}: {escape(places)}. "
         f"framescope {escape(__version__)}.</p></header>"
     ]
+    body += [_capacity.capacity_section(c, f"c{index}") for index, c in enumerate(capacities, 1)]
     body += [_sweep.sweep_section(sweep, f"s{index}") for index, sweep in enumerate(sweeps, 1)]
     if len(results) > 1:
         body.append(_sections.comparison_section(results, labels))
@@ -180,15 +193,19 @@ def _write(output: Path, text: str) -> None:
 
 def write_report(run_dirs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str]) -> Path:
     """Render the runs in ``run_dirs`` (one run, or a comparison of several) to the HTML file ``output``; a
-    sweep directory (it holds sweep.csv) among them is drawn as a sweep."""
+    sweep directory (it holds sweep.csv) among them is drawn as a sweep, a capacity directory (capacity.json)
+    as a capacity search."""
     if not run_dirs:
         raise FramescopeError("no run directory given; pass at least one directory made by framescope run.")
     path = Path(output)
     if path.is_dir():
         raise OutputError(f"{str(path)!r} is a directory; pass -o with a file name, e.g. {path}/report.html.")
+    from framescope.capacity import is_capacity_dir, load_capacity
     from framescope.sweep import is_sweep_dir, load_sweep
 
     sweeps = [load_sweep(d) for d in run_dirs if is_sweep_dir(Path(d))]
-    runs = [r for d in run_dirs if not is_sweep_dir(Path(d)) for r in launched_runs(Path(d))]
-    _write(path, render_report(load_runs(runs), sweeps))
+    capacities = [load_capacity(d) for d in run_dirs if is_capacity_dir(Path(d))]
+    searches = {Path(d) for d in run_dirs if is_sweep_dir(Path(d)) or is_capacity_dir(Path(d))}
+    runs = [r for d in run_dirs if Path(d) not in searches for r in launched_runs(Path(d))]
+    _write(path, render_report(load_runs(runs), sweeps, capacities))
     return path
