@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.framescope-installed
 
-.PHONY: demo test test-fast test-slow test-gpu lint format check-env bench clean-env
+.PHONY: demo doctor test test-fast test-slow test-gpu lint format check-env bench clean-env
 
 # The environment is rebuilt when the project's dependencies change.
 $(STAMP): pyproject.toml constraints.txt
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 check-env: $(STAMP)
 	$(PY) scripts/check_env.py
+
+# What this machine can do (decoders, GPU, NVDEC, nsys, Ray, ONNX Runtime, cores, load): run it first when
+# something fails.
+doctor: $(STAMP)
+	$(VENV)/bin/framescope doctor
 
 demo: $(STAMP)
 	$(VENV)/bin/framescope run --model-name resnet18 --input_path sample: --batch-size 8 \

@@ -104,7 +104,8 @@ def test_parsers_expose_exactly_the_fields_flags(command: str, kind: type) -> No
         "tune",
         "tune_rounds",
         "report",
-    )  # what the command does afterwards, not the run's settings
+        "verbose",
+    )  # what the command does afterwards (or prints), not the run's settings
     actions = [
         a for a in parser._actions if a.option_strings and a.dest not in ("help", "config", *after_the_run)
     ]
@@ -208,7 +209,16 @@ def test_output_shows_system_config_progress_and_summary(clip: Path, out_dir: Pa
     result = run_cli(*run_args(out_dir, "--input-path", str(clip), "--batch-size", "4"))
     assert result.code == 0, result.err
     out = result.out
-    for fragment in ("system", "cpu", "torch", "gpu", "model", "mobilenet_v3_small", "timing", "host-wall"):
+    for fragment in (
+        "machine",
+        "cores",
+        "torch",
+        "GPU",
+        "model",
+        "mobilenet_v3_small",
+        "settings",
+        "host-wall",
+    ):
         assert fragment in out, fragment
     assert "step 0:" in out  # plain progress lines when not on a terminal
     for fragment in ("run complete", "mean", "p50", "p95", "p99", "read", "prep", "exec", "step total"):

@@ -31,11 +31,35 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+def _close_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """``; did you mean --batch-size?`` for a misspelt flag in argparse's "unrecognized arguments" message."""
+    import difflib
+
+    if "unrecognized arguments:" not in message:
+        return ""
+    known = [option for action in parser._actions for option in action.option_strings]
+    words = message.split("unrecognized arguments:", 1)[1].split()
+    guesses = []
+    for word in words:
+        if word.startswith("-"):
+            flag = word.split("=", 1)[0]
+            guesses += difflib.get_close_matches(flag.replace("_", "-"), known, n=1, cutoff=0.6)
+            guesses += [] if guesses else difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    return f"; did you mean {' or '.join(dict.fromkeys(guesses))}?" if guesses else ""
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line that points at --help."""
+    """argparse, but a usage error is one line that points at --help (with the flag meant, for a misspelt
+    one); a misspelt flag of ``framescope run`` adds a short usage with examples (a newcomer's first mistake
+    is there)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help.\n")
+        hint = _close_flags(message, self)
+        if self.prog.endswith(" run") and "unrecognized arguments" in message:  # a misspelt flag
+            from framescope.cli._run_cmd import short_usage
+
+            self.exit(2, f"{self.prog}: error: {message}{hint}\n\n{short_usage()}")
+        self.exit(2, f"{self.prog}: error: {message}{hint}; see {self.prog} --help.\n")
 
 
 def models_command(args: argparse.Namespace) -> int:
@@ -61,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     from framescope.cli._capacity_cmd import add_capacity_arguments, capacity_command
     from framescope.cli._compare_cmd import add_compare_arguments, compare_command
     from framescope.cli._diagnose_cmd import add_diagnose_arguments, diagnose_command
+    from framescope.cli._doctor_cmd import add_doctor_arguments, doctor_command
     from framescope.cli._extract_cmd import add_extract_arguments, extract_command
     from framescope.cli._launch_cmd import add_launch_arguments, launch_command
     from framescope.cli._report_cmd import add_report_arguments, report_command
@@ -74,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"framescope {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, summary, description, add_arguments, handler in (
+        (
+            "doctor",
+            "check what this machine can do: decoders, GPU, NVDEC, nsys, Ray, ONNX Runtime, cores, load",
+            "One table of checks, each with a verdict (ok, missing, warn, fail) and a fix: Python, the "
+            "torch/torchvision pair, CUDA and the GPUs, cuDNN, NVDEC per codec, FFmpeg's libraries for "
+            "torchcodec, OpenCV's video backend, nsys, NVTX, Ray, ONNX Runtime, the cores and memory this "
+            "process may use, and whether other processes load the cores now. Exit 0 when the default run "
+            "will work, 1 otherwise.",
+            add_doctor_arguments,
+            doctor_command,
+        ),
         (
             "run",
             "profile a model on a video, camera, stream or image folder",
@@ -168,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # a misspelt flag: said by the command's own parser (with the flag meant, and its usage)
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = commands.choices.get(getattr(args, "command", None) or "", parser)
+        command.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

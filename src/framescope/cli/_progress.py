@@ -31,14 +31,70 @@ LOG_INTERVAL_S = 5.0
 FPS_WINDOW_S = 2.0
 
 
+LOG_WIDTH = 100
+"""Where output that is not a terminal (a log file, CI) wraps."""
+
+
 def _settings(values: dict[str, Any]) -> str:
     return "  ".join(f"{key}={value}" for key, value in values.items())
 
 
-def config_table(info: StartInfo) -> Table:
-    """What is about to run: the input and model as found, then every resolved setting."""
+def _flag_text(flag: str, value: Any, default: Any) -> list[str]:
+    if isinstance(value, bool):
+        return [flag] if value else [f"{flag} off"] if default else []
+    if isinstance(value, list | tuple):
+        return [part for item in value for part in (flag, str(item))]
+    return [flag, str(value)]
+
+
+def changed_flags(config: Any) -> list[str]:
+    """The settings of ``config`` that differ from the defaults, as the flags that set them (the input and
+    model have lines of their own; the output directory is in the output line)."""
+    from framescope.config import flat_settings
+
+    resolved = redact_value(config.to_dict())
+    words: list[str] = []
+    for setting in flat_settings(type(config)):
+        if setting.spec.flag is None or setting.name in ("model_name", "input_path", "output_dir"):
+            continue
+        value: Any = resolved
+        for part in setting.path:
+            value = value.get(part) if isinstance(value, dict) else None
+        if setting.required or value == setting.default:
+            continue
+        words += _flag_text(setting.spec.flag, value, setting.default)
+    return words
+
+
+def brief_system_table(system: dict[str, Any]) -> Table:
+    """The machine in three lines: CPU and memory, the cores and threads used, torch and the GPU."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    table.add_row(
+        "machine",
+        f"{system.get('cpu_model')}, {system.get('logical_cores')} cores, {system.get('memory_total_gib')} "
+        f"GiB ({system.get('memory_available_gib')} GiB available)",
+    )
+    threads = system.get("threads") or {}
+    if threads:
+        cores = threads.get("cores") or []
+        shown = f"{len(cores)} core(s)" + (" bound" if threads.get("bound") else "")
+        table.add_row(
+            "threads",
+            f"{shown}: torch {threads.get('torch_threads')}, decode {threads.get('decode_threads')}",
+        )
+    gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in system.get("gpus") or []) or "none"
+    cuda = system.get("cuda_version")
+    table.add_row("torch", f"{system.get('torch')}" + (f", CUDA {cuda}" if cuda else "") + f"; GPU: {gpus}")
+    return table
+
+
+def config_table(info: StartInfo, verbose: bool = False) -> Table:
+    """What is about to run: the input and model as found, then the settings that differ from the defaults
+    (``verbose``: every resolved setting, and how steps are timed)."""
     source = info.source
-    table = Table(title="run", show_header=False, box=None, pad_edge=False)
+    table = Table(title="run", show_header=False, box=None, pad_edge=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     size = f"{source.width}x{source.height}" if source.width else "?"
@@ -53,11 +109,19 @@ def config_table(info: StartInfo) -> Table:
             f"{model['name']} ({model['task']}, {model['parameters'] / 1e6:.1f} M parameters, input {shape}) "
             f"on {model['device']}",
         )
-    table.add_row("timing", f"{info.timing_method} (see README: timing semantics)")
-    resolved = redact_value(info.config.to_dict())
-    for section in ("model", "source", "preprocess", "profile"):
-        table.add_row(f"  {section}", _settings(resolved.pop(section)))
-    table.add_row("  run", _settings(resolved))
+    if verbose:
+        table.add_row("timing", f"{info.timing_method} (see README: timing semantics)")
+        resolved = redact_value(info.config.to_dict())
+        for section in ("model", "source", "preprocess", "profile"):
+            table.add_row(f"  {section}", _settings(resolved.pop(section)))
+        table.add_row("  run", _settings(resolved))
+    else:
+        changed = changed_flags(info.config)
+        table.add_row(
+            "settings",
+            (" ".join(changed) if changed else "the defaults")
+            + " (every setting: --verbose, or the run's config.yaml)",
+        )
     table.add_row("output", str(info.csv_path))
     return table
 
@@ -65,12 +129,19 @@ def config_table(info: StartInfo) -> Table:
 class ConsoleObserver(RunObserver):
     """Prints a run for people: a progress bar on a terminal, a log line every few seconds otherwise."""
 
-    def __init__(self, mode: str = "auto", stream: TextIO | None = None, clock: Clock = monotonic) -> None:
+    def __init__(
+        self,
+        mode: str = "auto",
+        stream: TextIO | None = None,
+        clock: Clock = monotonic,
+        *,
+        verbose: bool = False,
+    ) -> None:
         self.stream = stream or sys.stdout
+        self.verbose = verbose
         self.console = Console(file=self.stream, highlight=False)
-        if not self.console.is_terminal:
-            # log files and CI output: wide enough that paths and settings do not wrap mid-word
-            self.console = Console(file=self.stream, highlight=False, width=160)
+        if not self.console.is_terminal:  # log files and CI output
+            self.console = Console(file=self.stream, highlight=False, width=LOG_WIDTH)
         self.mode = ("bar" if self.console.is_terminal else "log") if mode == "auto" else mode
         self.clock = clock
         self._progress: Progress | None = None
@@ -81,8 +152,8 @@ class ConsoleObserver(RunObserver):
         self.warned: set[str] = set()
 
     def on_start(self, info: StartInfo) -> None:
-        self.console.print(system_table(info.system))
-        self.console.print(config_table(info))
+        self.console.print(system_table(info.system) if self.verbose else brief_system_table(info.system))
+        self.console.print(config_table(info, self.verbose))
         if self.mode == "bar":
             self._progress = Progress(
                 SpinnerColumn(),

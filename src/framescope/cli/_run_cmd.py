@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from framescope.cli._flags import add_setting_arguments, given_settings
 from framescope.config import RunConfig, flat_settings
@@ -19,6 +20,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML run config (the shape of a run's config.yaml); flags given as well override it",
     )
     add_setting_arguments(parser, RunConfig, required=False, group="more")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=False,
+        help="print every resolved setting and the whole system table at the start (by default: the settings "
+        "that differ from the defaults)",
+    )
     after = parser.add_argument_group("after the run")
     after.add_argument(
         "--tune",
@@ -58,10 +66,43 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_flat(**given)
 
 
+EXAMPLES = (
+    ("a video file", "framescope run --model-name resnet18 --input_path video.mp4 --batch-size 8"),
+    (
+        "a camera (0) or an RTSP stream, frames processed as they arrive",
+        "framescope run --model-name mobilenet_v3_small --input_path rtsp://host:8554/cam \\\n"
+        "    --pipeline async --deadline-ms 100",
+    ),
+    (
+        "the seed worker's full command (every one of its flags works)",
+        "framescope run --model-name resnet50 --input_path video.mp4 --batch-size 16 --prep-level medium \\\n"
+        "    --core-bind 4-7 --infer-on-gpu --prep-on-gpu --enable-compile --use-amp --max-steps 500",
+    ),
+)
+
+
+def short_usage() -> str:
+    """What ``framescope run`` needs, with three examples: printed when it is run bare or a flag is wrong."""
+    lines = ["usage: framescope run --model-name MODEL --input_path SOURCE [options]", "", "examples:"]
+    for what, command in EXAMPLES:
+        lines += [f"  # {what}", *(f"  {line}" for line in command.splitlines())]
+    lines += [
+        "",
+        "framescope models lists the models; framescope run --help every option; framescope doctor checks",
+        "what this machine can do.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def run_command(args: argparse.Namespace) -> int:
     from framescope._run import run
     from framescope.cli._progress import ConsoleObserver
 
+    if not given_settings(args, RunConfig) and not getattr(args, "config", None):
+        sys.stderr.write(
+            "framescope run: error: nothing to run: pass --model-name and --input_path\n\n" + short_usage()
+        )
+        return 2
     config = config_from_args(args)
     if config.several_models and (args.tune or args.report):
         flag = "--tune" if args.tune else "--report"
@@ -72,7 +113,7 @@ def run_command(args: argparse.Namespace) -> int:
         from framescope.cli._diagnose_cmd import check_rounds
 
         check_rounds(args.tune_rounds, "--tune-rounds")
-    observer = ConsoleObserver(mode=config.progress)
+    observer = ConsoleObserver(mode=config.progress, verbose=getattr(args, "verbose", False))
     result = run(config, observer=observer)
     if args.tune and result.status == "complete":
         from framescope.cli._diagnose_cmd import measure

@@ -32,7 +32,7 @@ def affinity() -> list[int] | None:
     return None
 
 
-def _nvidia_driver() -> str | None:
+def nvidia_driver() -> str | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
@@ -97,6 +97,6 @@ def collect() -> dict[str, Any]:
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "gpus": gpus,
-        "nvidia_driver": _nvidia_driver() if cuda else None,
+        "nvidia_driver": nvidia_driver() if cuda else None,
         "libraries": _library_versions(),
     }
