@@ -103,12 +103,22 @@ def test_a_trial_stops_early_on_a_failure_and_never_before_its_minimum() -> None
 def test_an_undecided_trial_runs_to_its_time_cap() -> None:
     clock = FakeClock()
     watch = TailWatch(TailRule(budget_ms=100.0, min_seconds=0.0, max_seconds=30.0), clock=clock)
-    for _ in range(100):
-        watch.on_step(row(4, 150.0, 50.0))  # oldest late, newest on time: the rows cannot tell
+    for _ in range(10):
+        watch.on_step(row(100, 101.0, 1.0))  # one frame in a hundred late: exactly the share allowed
+    assert watch.late == pytest.approx(10.0)
     clock.advance(10.0)
     assert not watch.stop_requested()
     clock.advance(25.0)
     assert watch.stop_requested() and not watch.stable and watch.early is None
+
+
+def test_a_batchs_late_frames_are_estimated_between_its_newest_and_oldest() -> None:
+    from framescope.capacity._trial import late_frames
+
+    assert late_frames(10, 90.0, 10.0, 100.0) == 0.0  # the oldest on time: all on time
+    assert late_frames(10, 300.0, 150.0, 100.0) == 10.0  # the newest late: all late
+    assert late_frames(10, 150.0, 50.0, 100.0) == pytest.approx(5.0)  # half the span past the budget
+    assert late_frames(1, 120.0, None, 100.0) == 1.0 and late_frames(3, None, None, 100.0) == 0.0
 
 
 def summary_with(frames: int, late: int, dropped: int = 0, status: str = "complete") -> dict[str, Any]:
@@ -182,23 +192,54 @@ def test_a_search_writes_every_trial_and_the_answer(tmp_path: Path) -> None:
     runs = FakeCameras(limit=5)
     capacity = Capacity(base(tmp_path), TailRule(budget_ms=200.0), run=runs, probe_decode=False)
     report = capacity.run()
-    assert report["cameras"] == 5 and report["first_failed"] == 6 and report["done"]
-    assert [t["cameras"] for t in report["trials"]] == [1, 2, 4, 8, 6, 5]
-    assert [t["verdict"] for t in report["trials"]] == ["pass", "pass", "pass", "fail", "fail", "pass"]
+    assert report["cameras"] == 5 and report["first_failed"] == 6 and report["done"] and report["confirmed"]
+    assert [t["cameras"] for t in report["trials"]] == [1, 2, 4, 8, 6, 5, 5, 5]
+    assert [t["phase"] for t in report["trials"]] == ["search"] * 6 + [
+        "confirm"
+    ] * 2  # the answer, twice more
+    assert [t["verdict"] for t in report["trials"]] == ["pass"] * 3 + ["fail"] * 2 + ["pass"] * 3
     config = runs.configs[-1]  # every trial: N looped cameras, batched dynamically, judged on the budget
     assert config.source.cameras == 5 and config.source.loop and config.batching == "dynamic"
     assert config.max_batch == 5 and config.deadline_ms == 200.0 and config.max_steps is None
     assert report["best_setting"] == {"setting": "batch-cameras", "max_batch": 5, "max_delay_ms": 100.0}
     capacity_dir = Path(report["capacity_dir"])
     saved = json.loads((capacity_dir / CAPACITY_JSON).read_text())
-    assert saved["cameras"] == 5 and saved["budget_ms"] == 200.0 and len(saved["trials"]) == 6
+    assert saved["cameras"] == 5 and saved["budget_ms"] == 200.0 and len(saved["trials"]) == 8
     trial = saved["trials"][3]
     assert {"cameras", "p99_ms", "drop_share", "verdict", "run_dir"} <= trial.keys()
     assert trial["cameras"] == 8 and trial["p99_ms"] == 160.0 and trial["verdict"] == "fail"
     assert Path(trial["run_dir"]) == capacity_dir / "trials" / "cameras-8" / "batch-cameras" / "round-1"
     csv = pd.read_csv(capacity_dir / CAPACITY_CSV)
-    assert list(csv["cameras"]) == [1, 2, 4, 8, 6, 5] and list(csv["verdict"])[-1] == "pass"
+    assert list(csv["cameras"]) == [1, 2, 4, 8, 6, 5, 5, 5] and list(csv["verdict"])[-1] == "pass"
+    assert list(csv["phase"])[-2:] == ["confirm", "confirm"]
+    confirm = Path(saved["trials"][-1]["run_dir"])
+    assert confirm == capacity_dir / "trials" / "cameras-5-confirm" / "batch-cameras" / "round-2"
     assert load_capacity(capacity_dir)["cameras"] == 5
+
+
+class FlakyCameras(FakeCameras):
+    """Passes up to ``limit`` in the search, but fails the confirmation runs at ``limit``."""
+
+    def __call__(self, config: RunConfig, observer: Any = None) -> RunResult:
+        confirming = "-confirm" in config.output_dir
+        if confirming and config.source.cameras == self.limit:
+            self.limit -= 1
+            try:
+                return super().__call__(config, observer)
+            finally:
+                self.limit += 1
+        return super().__call__(config, observer)
+
+
+def test_an_answer_that_fails_its_confirmation_is_searched_below(tmp_path: Path) -> None:
+    capacity = Capacity(base(tmp_path), TailRule(budget_ms=200.0), run=FlakyCameras(5), probe_decode=False)
+    report = capacity.run()
+    assert report["cameras"] == 4 and report["confirmed"] and report["first_failed"] == 5
+    confirms = [(t["cameras"], t["verdict"]) for t in report["trials"] if t["phase"] == "confirm"]
+    assert confirms == [(5, "fail"), (4, "pass"), (4, "pass")]  # one failure settles it: no second run at 5
+    assert any(
+        "5 cameras passed the search's trial but failed a confirmation run" in n for n in report["notes"]
+    )
 
 
 def test_every_setting_is_tried_and_the_best_named(tmp_path: Path) -> None:
@@ -289,7 +330,7 @@ def test_the_report_draws_a_capacity_search(tmp_path: Path) -> None:
     assert "Capacity: mobilenet_v3_small" in page
     assert "Frame latency (p99) against cameras" in page and "On-time FPS against cameras" in page
     assert "5 camera(s) within p99 200 ms" in page
-    assert page.count('<span class="badge complete">pass</span>') == 4
+    assert page.count('<span class="badge complete">pass</span>') == 6
     assert page.count('<span class="badge failed">fail</span>') == 2
 
 
@@ -301,6 +342,7 @@ def test_a_real_search_of_two_cameras_on_the_cli(clip: Path, tmp_path: Path) -> 
     result = run_cli(
         "capacity", "--model-name", "mobilenet_v3_small", "--input_path", str(clip), "--source-fps", "10",
         "--p99-budget-ms", "1000", "--max-cameras", "2", "--min-seconds", "1", "--max-seconds", "40",
+        "--confirm-rounds", "0",
         "--output-dir", str(tmp_path), "--run-name", "cap", "--json",
     )  # fmt: skip
     assert result.code == 0, result.err

@@ -43,6 +43,7 @@ CAPACITY_CSV = "capacity.csv"
 CAPACITY_JSON = "capacity.json"
 TRIALS_DIR = "trials"
 CSV_COLUMNS = (
+    "phase",
     "cameras",
     "setting",
     "max_batch",
@@ -223,11 +224,22 @@ class Capacity:
         on_trial: Callable[[dict[str, Any]], None] | None = None,
         run: RunFunction | None = None,
         probe_decode: bool = True,
+        confirm_rounds: int = 2,
+        confirm_seconds: float = 30.0,
     ) -> None:
         self.settings = settings if settings is not None else [Setting()]
         _check_base(base, max_cameras, self.settings)
         _check_rule(rule)
         self.rule, self.max_cameras = rule, max_cameras
+        if isinstance(confirm_rounds, bool) or not isinstance(confirm_rounds, int) or confirm_rounds < 0:
+            raise ConfigError(
+                f"--confirm-rounds {confirm_rounds!r} should be 0 or more; e.g. --confirm-rounds 2."
+            )
+        if not confirm_seconds > 0:
+            raise ConfigError(f"--confirm-seconds {confirm_seconds:g} should be positive; e.g. 30.")
+        self.confirm_rounds, self.confirm_seconds = confirm_rounds, confirm_seconds
+        self.confirmed: set[int] = set()
+        self._confirming: Experiment | None = None
         self.base = base.replace(
             batching="dynamic",
             loop=True,
@@ -272,8 +284,15 @@ class Capacity:
         if self.capacity_dir is None:
             self.create()
         try:
-            while not self.interrupted and (cameras := self.search.next_count()) is not None:
-                self._try(cameras)
+            while not self.interrupted:
+                cameras = self.search.next_count()
+                if cameras is not None:
+                    self._try(cameras)
+                    continue
+                answer = self.search.best
+                if not answer or answer in self.confirmed or not self.confirm_rounds:
+                    break
+                self._confirm(answer)  # a failure there reopens the search below the answer
         except KeyboardInterrupt:
             self.interrupted = True
         finally:
@@ -298,10 +317,42 @@ class Capacity:
             self.search.record(cameras, passed)
         self.interrupted = experiment.interrupted
 
-    def _after(self, cameras: int, trial: Trial) -> None:
+    def _confirm(self, cameras: int) -> None:
+        """Run the answer again, ``confirm_rounds`` fresh runs of its best setting, each at least
+        ``confirm_seconds``: a count that passed one short trial must keep passing. Any failure marks the
+        count failed, and the search goes on below it."""
+        assert self.capacity_dir is not None
+        best = self.best_at(cameras)
+        setting = next((s for s in self.settings if best and s.name == best["setting"]), self.settings[0])
+        rule = dataclasses.replace(
+            self.rule,
+            min_seconds=max(self.rule.min_seconds, self.confirm_seconds),
+            max_seconds=max(self.rule.max_seconds, 1.5 * self.confirm_seconds),
+        )
+        experiment = Experiment(
+            self.base.replace(cameras=cameras),
+            [Candidate(setting.name, setting.overrides(cameras))],
+            parent=self.capacity_dir / TRIALS_DIR / f"cameras-{cameras}-confirm",
+            rounds=self.confirm_rounds,
+            stop=rule,
+            on_trial=lambda trial: self._after(cameras, trial, phase="confirm"),
+            run=self.run_one,
+        )
+        self._confirming = experiment
+        experiment.run()
+        here = [t for t in self.trials if t["cameras"] == cameras and t["phase"] == "confirm"]
+        if any(t["verdict"] == "fail" for t in here):
+            self.search.record(cameras, False)
+        elif len(here) == self.confirm_rounds:
+            self.confirmed.add(cameras)
+        self.interrupted = experiment.interrupted
+
+    def _after(self, cameras: int, trial: Trial, phase: str = "search") -> None:
         setting = next(s for s in self.settings if s.name == trial.candidate)
-        record = self._record(cameras, setting, trial)
+        record = {"phase": phase, **self._record(cameras, setting, trial)}
         self.trials.append(record)
+        if phase == "confirm" and record["verdict"] == "fail" and self._confirming is not None:
+            self._confirming.exclude([trial.candidate])  # one failure settles it: no more rounds
         self._results[(cameras, setting.name)] = trial
         self.write()
         self.on_trial(record)
@@ -328,8 +379,13 @@ class Capacity:
     # --- the answer -----------------------------------------------------------------------------------
 
     def best_at(self, cameras: int) -> dict[str, Any] | None:
-        """The passing trial at ``cameras`` with the lowest p99 (the settings named with the answer)."""
-        passed = [t for t in self.trials if t["cameras"] == cameras and t["verdict"] == "pass"]
+        """The passing search trial at ``cameras`` with the lowest p99 (the settings named with the
+        answer)."""
+        passed = [
+            t
+            for t in self.trials
+            if t["cameras"] == cameras and t["verdict"] == "pass" and t["phase"] == "search"
+        ]
         return min(
             passed, key=lambda t: t["p99_ms"] if t["p99_ms"] is not None else float("inf"), default=None
         )
@@ -387,7 +443,11 @@ class Capacity:
             "max_cameras": self.max_cameras,
             "first_failed": self.search.first_failed,
             "at_ceiling": self.search.at_ceiling,
-            "done": self.search.next_count() is None,
+            "done": self.search.next_count() is None
+            and (not answer or answer in self.confirmed or not self.confirm_rounds),
+            "confirmed": answer in self.confirmed,
+            "confirm_rounds": self.confirm_rounds,
+            "confirm_seconds": self.confirm_seconds,
             "best_setting": (
                 {
                     "setting": best["setting"],
@@ -420,6 +480,14 @@ class Capacity:
             notes.append(
                 f"even 1 camera at {fps:g} FPS did not meet the budget" + (f" ({why})" if why else "")
             )
+        for trial in self.trials:
+            if trial["phase"] == "confirm" and trial["verdict"] == "fail":
+                notes.append(
+                    f"{trial['cameras']} cameras passed the search's trial but failed a confirmation run "
+                    f"({trial.get('why') or 'see its run directory'}): the same setting measures differently "
+                    "from run to run on this machine, so the answer is the largest count that passed every "
+                    "run"
+                )
         unsure = [t for t in self.trials if not t["confident"]]
         if unsure:
             counts = ", ".join(sorted({str(t["cameras"]) for t in unsure}, key=int))

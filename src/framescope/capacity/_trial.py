@@ -3,13 +3,15 @@
 A trial passes when the share of frames later than the budget is shown to be at most ``1 - percentile``
 (a p99 within the budget) and the share of frames dropped at most ``max_drop``, each with a one-sided exact
 binomial test (:func:`framescope.stats.tail_share`, LoadGen's early-stopping idea); it fails when either is
-shown to be over. A trial runs at least ``min_seconds`` and stops as soon as the verdict is known, or at
-``max_seconds`` (then judged on its point estimates and marked not confident).
+shown to be over. A trial stops as soon as its verdict is known, a pass after at least ``min_seconds``, a
+failure after at least ``min(min_seconds, 5 s)``, or at ``max_seconds`` (then judged on its point estimates
+and marked not confident).
 
-While a run is going, its rows give each batch's oldest and newest frame's latency only: the watch counts
-a batch's frames as late by its oldest frame (an upper bound: enough to stop on a pass) and as on time by
-its newest (a lower bound: enough to stop on a failure). The verdict itself is computed afterwards from the
-run's summary, which counts every frame against the budget.
+While a run is going, its rows give each batch's oldest and newest frame's latency only: the watch estimates
+how many of a batch's frames were late by spreading them evenly between the two (frames of a dynamic batch
+arrive spread over its wait), only to decide when to stop. The verdict itself is computed afterwards from
+the run's summary, which counts every frame against the budget; a trial the estimate stopped too early is
+then judged on its point estimates and marked not confident.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from framescope.experiment._runner import Watch
 from framescope.records import Row
 from framescope.stats import samples_to_show_within, tail_share
 
+FAIL_AFTER_S = 5.0
+"""A trial may end on a failure shown with confidence after this long, even when its minimum is longer."""
+
 
 @dataclass(frozen=True)
 class TailRule:
@@ -35,7 +40,7 @@ class TailRule:
     """The largest share of frames that may be dropped."""
     confidence: float = 0.95
     min_seconds: float = 5.0
-    max_seconds: float = 60.0
+    max_seconds: float = 30.0
 
     @property
     def late_share(self) -> float:
@@ -55,14 +60,15 @@ class TailWatch(Watch):
     """Follows one trial's rows and asks it to stop once its verdict is known."""
 
     def __init__(self, rule: TailRule, clock: Callable[[], float] = time.monotonic) -> None:
+        import scipy.stats  # noqa: F401  (imported now: importing it mid-run holds the GIL ~0.5 s, which
+        # stalls the cameras' reader threads into a burst of drops the trial would then blame on the load)
+
         self.rule, self.clock = rule, clock
         self.started = clock()
         self.steps = 0
         self.frames = 0
-        self.late_high = 0
-        """Frames in batches whose oldest frame was late: at least as many as were late."""
-        self.late_low = 0
-        """Frames in batches whose newest frame was late: at most as many as were late."""
+        self.late = 0.0
+        """Frames estimated late: each batch's frames spread evenly between its newest and oldest latency."""
         self.dropped = 0
         self.stable = False
         """Whether the verdict was known when it stopped (``pass`` or ``fail``)."""
@@ -78,11 +84,7 @@ class TailWatch(Watch):
         budget = self.rule.budget_ms
         self.frames += row.frames
         self.dropped += row.dropped_frames or 0
-        if row.latency_ms is not None and row.latency_ms > budget:
-            self.late_high += row.frames
-        newest = row.latency_min_ms if row.latency_min_ms is not None else row.latency_ms
-        if newest is not None and newest > budget:
-            self.late_low += row.frames
+        self.late += late_frames(row.frames, row.latency_ms, row.latency_min_ms, budget)
 
     def verdict(self) -> str | None:
         """``pass`` or ``fail`` once the rows show it with confidence, else None."""
@@ -91,26 +93,34 @@ class TailWatch(Watch):
         drops = tail_share(self.dropped, published, rule.max_drop, confidence=rule.confidence)
         if drops == "beyond" and rule.max_drop > 0:
             return "fail"
-        if tail_share(self.late_low, self.frames, rule.late_share, confidence=rule.confidence) == "beyond":
+        late = tail_share(round(self.late), self.frames, rule.late_share, confidence=rule.confidence)
+        if late == "beyond":
             return "fail"
-        if (
-            self.frames >= rule.frames_needed
-            and tail_share(self.late_high, self.frames, rule.late_share, confidence=rule.confidence)
-            == "within"
-            and drops == "within"
-        ):
+        if self.frames >= rule.frames_needed and late == "within" and drops == "within":
             return "pass"
         return None
 
     def stop_requested(self) -> bool:
         elapsed = self.clock() - self.started
-        if elapsed < self.rule.min_seconds:
+        if elapsed < min(self.rule.min_seconds, FAIL_AFTER_S):
             return False
-        self.early = self.verdict()
-        if self.early is not None:
-            self.stable = True
+        verdict = self.verdict()
+        # a failure shown with confidence ends the trial early; a pass only once it ran its minimum time
+        if verdict == "fail" or (verdict == "pass" and elapsed >= self.rule.min_seconds):
+            self.early, self.stable = verdict, True
             return True
         return elapsed >= self.rule.max_seconds
+
+
+def late_frames(frames: int, oldest_ms: float | None, newest_ms: float | None, budget_ms: float) -> float:
+    """How many of a batch's ``frames`` were later than ``budget_ms``, their latencies taken as spread evenly
+    between the newest frame's and the oldest's."""
+    if oldest_ms is None or oldest_ms <= budget_ms:
+        return 0.0
+    newest = oldest_ms if newest_ms is None else newest_ms
+    if newest > budget_ms or oldest_ms == newest:
+        return float(frames)
+    return frames * (oldest_ms - budget_ms) / (oldest_ms - newest)
 
 
 def judge(summary: dict[str, Any], rule: TailRule) -> dict[str, Any]:

@@ -105,6 +105,21 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"a trial whose verdict is still open after S seconds is judged on its point estimates "
         f"(default: {rule.max_seconds:g})",
     )
+    own.add_argument(
+        "--confirm-rounds",
+        type=int,
+        default=2,
+        metavar="N",
+        help="fresh runs the answer must pass again before it stands; a failure moves the search below it; "
+        "0: none (default: 2)",
+    )
+    own.add_argument(
+        "--confirm-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="each confirmation run lasts at least S seconds (default: 30)",
+    )
     own.add_argument("--json", action="store_true", help="print capacity.json on stdout, for scripts")
     own.add_argument(
         "--report",
@@ -148,7 +163,15 @@ def capacity_from_args(args: argparse.Namespace, *, run: Any = None) -> Any:
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
     )
-    return Capacity(base, rule, max_cameras=args.max_cameras, settings=settings, run=run)
+    return Capacity(
+        base,
+        rule,
+        max_cameras=args.max_cameras,
+        settings=settings,
+        run=run,
+        confirm_rounds=args.confirm_rounds,
+        confirm_seconds=args.confirm_seconds,
+    )
 
 
 def _ms(value: Any) -> str:
@@ -162,7 +185,8 @@ def _pct(value: Any) -> str:
 def trial_line(trial: dict[str, Any], percentile: float) -> str:
     """One line per finished trial: the camera count, the setting and the verdict with its evidence."""
     verdict = trial["verdict"].upper() + ("" if trial["confident"] else " (not confident)")
-    head = f"{trial['cameras']:>3} camera(s), max batch {trial['max_batch']}"
+    what = "confirming" if trial.get("phase") == "confirm" else "camera(s),"
+    head = f"{trial['cameras']:>3} {what} max batch {trial['max_batch']}"
     if trial.get("frames") is None:
         return f"{head}: {verdict} ({trial.get('why')})"
     return (
@@ -175,15 +199,16 @@ def trial_line(trial: dict[str, Any], percentile: float) -> str:
 def trials_table(report: dict[str, Any]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="capacity trials", title_justify="left", pad_edge=False)
     several = len(report.get("settings") or []) > 1
-    names = ["cameras", *(["setting"] if several else []), "max batch", "verdict", "p50 ms",
+    names = ["cameras", "run", *(["setting"] if several else []), "max batch", "verdict", "p50 ms",
              f"p{report['percentile']:g} ms", "late", "dropped", "on-time FPS", "frames"]  # fmt: skip
     for name in names:
         table.add_column(name, justify="left" if name in ("setting", "verdict") else "right", no_wrap=True)
-    for trial in sorted(report["trials"], key=lambda t: (t["cameras"], t["setting"])):
+    for trial in sorted(report["trials"], key=lambda t: t["cameras"]):  # stable: run order within a count
         verdict = trial["verdict"] + ("" if trial["confident"] else "?")
         style = "green" if trial["verdict"] == "pass" else "red"
         table.add_row(
             str(trial["cameras"]),
+            trial.get("phase", "search"),
             *([trial["setting"]] if several else []),
             str(trial["max_batch"]),
             f"[{style}]{verdict}[/]",
@@ -208,7 +233,9 @@ def answer_lines(report: dict[str, Any]) -> list[str]:
     cameras = report["cameras"]
     lines = [
         f"capacity: {cameras} camera(s) of {report['model']} at {fps:g} FPS within p{pct:g} {budget:g} ms "
-        f"(at most {drop:g}% dropped)" + ("" if report["done"] else " so far (the search did not finish)")
+        f"(at most {drop:g}% dropped)"
+        + (f", confirmed by {report['confirm_rounds']} more run(s)" if report.get("confirmed") else "")
+        + ("" if report["done"] else " so far (the search did not finish)")
     ]
     failed = report.get("first_failed")
     if failed is not None:
@@ -252,7 +279,8 @@ def capacity_command(args: argparse.Namespace, stream: TextIO | None = None, run
         f"{base.source.source_fps:g} FPS, p{rule.percentile:g} within {rule.budget_ms:g} ms, at most "
         f"{100 * rule.max_drop:g}% dropped; N doubling from 1 (at most {capacity.max_cameras}), then "
         f"bisection; each trial until its verdict is known with {100 * rule.confidence:g}% confidence (at "
-        f"least {rule.frames_needed} frames, {rule.min_seconds:g}-{rule.max_seconds:g} s)",
+        f"least {rule.frames_needed} frames, {rule.min_seconds:g}-{rule.max_seconds:g} s); the answer then "
+        f"confirmed by {capacity.confirm_rounds} fresh run(s) of at least {capacity.confirm_seconds:g} s",
         markup=False,
     )
     console.print(f"  into {capacity_dir}", markup=False, soft_wrap=True)

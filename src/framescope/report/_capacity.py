@@ -23,7 +23,7 @@ def _number(value: Any, digits: int = 1) -> str:
 
 
 def _trials(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return sorted(report["trials"], key=lambda t: (t["cameras"], t["setting"]))
+    return sorted(report["trials"], key=lambda t: t["cameras"])  # stable: run order within a count
 
 
 def latency_by_cameras(report: dict[str, Any]) -> go.Figure | None:
@@ -43,7 +43,11 @@ def latency_by_cameras(report: dict[str, Any]) -> go.Figure | None:
             marker={
                 "size": 11,
                 "color": [PASS_COLOR if t["verdict"] == "pass" else FAIL_COLOR for t in trials],
-                "symbol": ["circle" if t["confident"] else "circle-open" for t in trials],
+                "symbol": [
+                    ("diamond" if t.get("phase") == "confirm" else "circle")
+                    + ("" if t["confident"] else "-open")
+                    for t in trials
+                ],
                 "line": {
                     "width": 2,
                     "color": [PASS_COLOR if t["verdict"] == "pass" else FAIL_COLOR for t in trials],
@@ -124,7 +128,7 @@ def on_time_by_cameras(report: dict[str, Any]) -> go.Figure | None:
 
 def _trials_table(report: dict[str, Any]) -> str:
     pct = report["percentile"]
-    header = ["cameras", "setting", "max batch", "max delay ms", "verdict", "p50 ms", f"p{pct:g} ms",
+    header = ["cameras", "run", "setting", "max batch", "max delay ms", "verdict", "p50 ms", f"p{pct:g} ms",
               "late %", "dropped %", "on-time FPS", "frames", "s", "why"]  # fmt: skip
     rows = []
     for t in _trials(report):
@@ -132,6 +136,7 @@ def _trials_table(report: dict[str, Any]) -> str:
         verdict = t["verdict"] + ("" if t["confident"] else " (not confident)")
         cells = [
             str(t["cameras"]),
+            escape(t.get("phase", "search")),
             escape(t["setting"]),
             str(t["max_batch"]),
             _number(t.get("max_delay_ms"), 0),
@@ -165,6 +170,11 @@ def capacity_section(report: dict[str, Any], prefix: str) -> str:
             "answer",
             f"{report['cameras']} camera(s) within p{pct:g} {budget:g} ms, at most "
             f"{100 * report['max_drop_share']:g} % dropped"
+            + (
+                f", confirmed by {report.get('confirm_rounds')} more run(s)"
+                if report.get("confirmed")
+                else ""
+            )
             + ("" if report.get("done") else " (search not finished)"),
         ],
         ["first count that failed", str(report.get("first_failed") or "none (up to --max-cameras)")],
@@ -210,8 +220,9 @@ def capacity_section(report: dict[str, Any], prefix: str) -> str:
         chart(
             latency_by_cameras(report),
             f"{prefix}-latency",
-            f"Green passed, red failed; an open marker is a verdict on point estimates. p{pct:g} of every "
-            "frame's latency from when it was due to when its result was ready.",
+            f"Green passed, red failed; a diamond is a confirmation run of the answer, an open marker a "
+            f"verdict on point estimates. p{pct:g} of every frame's latency from when it was due to when its "
+            "result was ready.",
         ),
         chart(
             on_time_by_cameras(report),

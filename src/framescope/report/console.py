@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -65,11 +66,13 @@ def sources_table(summary: dict[str, Any]) -> Table | None:
         return f"{value:.1f}" if isinstance(value, int | float) else "-"
 
     table = Table(title=f"per source ({sources['count']} sources)", title_justify="left")
-    for name in ("source", "frames", "dropped", "p50 ms", "p99 ms", "on-time FPS"):
-        table.add_column(name, justify="left" if name == "source" else "right", no_wrap=name != "source")
+    table.add_column("source", no_wrap=True, max_width=40, overflow="ellipsis")
+    for name in ("frames", "dropped", "p50 ms", "p99 ms", "on-time FPS"):
+        table.add_column(name, justify="right", no_wrap=True)
     for entry in entries:
+        uri = str(entry.get("uri", ""))
         table.add_row(
-            f"{entry['source']}: {entry.get('uri', '')}",
+            f"{entry['source']}: {uri if '://' in uri else Path(uri).name}",
             str(entry["frames"]),
             str(entry["dropped"]),
             ms(entry.get("latency_p50_ms")),
