@@ -370,7 +370,8 @@ def test_a_real_search_finds_a_count_that_meets_the_budget_and_one_that_does_not
     failed, and an independent run at 1.5x the answer misses the budget."""
     result = run_cli(
         "capacity", "--model-name", "mobilenet_v3_small", "--input_path", str(clip), "--source-fps", "30",
-        "--p99-budget-ms", "100", "--max-cameras", "32", "--max-seconds", "20",
+        "--p99-budget-ms", "100", "--max-cameras", "32", "--max-seconds", "20", "--confirm-rounds", "1",
+        "--confirm-seconds", "10",
         "--output-dir", str(tmp_path), "--run-name", "cap", "--json", "--report",
     )  # fmt: skip
     assert result.code == 0, result.err
