@@ -325,6 +325,7 @@ FLAT_NAMES = {
     "open_timeout": ("source", "open_timeout_s"),
     "read_timeout": ("source", "read_timeout_s"),
     "source_fps": ("source", "source_fps"),
+    "loop": ("source", "loop"),
     "live_buffer": ("source", "live_buffer"),
     "reconnect_for": ("source", "reconnect_for_s"),
     "prep_level": ("preprocess", "level"),

@@ -34,7 +34,7 @@ def test_a_run_ends_with_its_top_findings_and_their_fixes(hd_run_dir: tuple[str,
     shown = out[out.index("\nfindings\n") :]
     assert "[input_bound]" in shown and "[decode_full_size]" in shown, shown
     assert "-> try: --decoder pyav --decode-size auto" in " ".join(shown.split())  # however it wraps
-    assert f"framescope diagnose {run_dir}" in shown  # where the rest (and the evidence) are
+    assert f"framescope diagnose {run_dir}" in " ".join(shown.split())  # where the rest (the evidence) are
 
 
 def test_diagnose_prints_every_finding_with_its_evidence(hd_run_dir: tuple[str, Path]) -> None:
