@@ -399,7 +399,7 @@ def test_a_real_search_finds_a_count_that_meets_the_budget_and_one_that_does_not
 @pytest.mark.slow
 @pytest.mark.usefixtures("browser")
 def test_chromium_draws_the_capacity_charts_offline(tmp_path: Path) -> None:
-    from tests.test_report import ARTIFACTS, Page, RenderedCharts, browser_check, chromium
+    from tests.test_report import assert_draws_offline
 
     from framescope.report import write_report
 
@@ -407,19 +407,7 @@ def test_chromium_draws_the_capacity_charts_offline(tmp_path: Path) -> None:
         base(tmp_path), TailRule(budget_ms=200.0), run=FakeCameras(limit=5), probe_decode=False
     ).run()
     path = write_report([report["capacity_dir"]], tmp_path / "capacity.html")
-    charts = set(Page(path.read_text()).figures)
-    assert len(charts) == 2
-    dom, requests = browser_check(tmp_path, path)
-    rendered = RenderedCharts(charts)
-    rendered.feed(dom)
-    assert {c: n for c, n in rendered.svgs.items() if n == 0} == {}, "charts that did not render"
-    assert [url for url in requests if url.startswith(("http:", "https:"))] == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "capacity-report.png"
-    screenshot.unlink(missing_ok=True)
-    done = chromium(path, tmp_path / "profile-2", f"--screenshot={screenshot}", "--window-size=1400,1800")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(assert_draws_offline(tmp_path, path, "capacity-report.png", height=1800)) == 2
 
 
 def test_a_clip_that_cannot_be_read_is_refused_before_any_file(tmp_path: Path) -> None:

@@ -37,8 +37,9 @@ def test_only_the_settings_that_differ_from_the_defaults_are_listed() -> None:
 def test_the_demo_output_fits_in_100_columns_without_warnings(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "framescope", "run", "--model-name", "resnet18", "--input_path", "sample:",
-         "--batch-size", "8", "--prep-level", "medium", "--max-steps", "6", "--output-dir", str(tmp_path)],
+         "--batch-size", "8", "--prep-level", "medium", "--max-steps", "6", "--output-dir", "runs"],
         capture_output=True, text=True, check=False, timeout=300, env={**os.environ, "COLUMNS": "100"},
+        cwd=tmp_path,  # as make demo: runs/ under the working directory
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     text = done.stdout + done.stderr
@@ -49,8 +50,8 @@ def test_the_demo_output_fits_in_100_columns_without_warnings(tmp_path: Path) ->
     assert "open_timeout_s" not in done.stdout  # every setting is for --verbose
     verbose = subprocess.run(
         [sys.executable, "-m", "framescope", "run", "--model-name", "mobilenet_v3_small", "--input_path",
-         "sample:", "--max-steps", "2", "--output-dir", str(tmp_path), "--verbose"],
-        capture_output=True, text=True, check=False, timeout=300,
+         "sample:", "--max-steps", "2", "--output-dir", "runs", "--verbose"],
+        capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert verbose.returncode == 0, verbose.stderr
     assert "open_timeout_s=10.0" in verbose.stdout and "timing" in verbose.stdout

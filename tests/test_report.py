@@ -558,6 +558,26 @@ def browser_check(tmp_path: Path, page: Path) -> tuple[str, list[str]]:
     return done.stdout, page_requests(net_log)
 
 
+def assert_draws_offline(tmp_path: Path, page: Path, screenshot_name: str, height: int = 2400) -> set[str]:
+    """Every chart of ``page`` renders in headless Chromium with no network request, and a screenshot of it
+    lands in ARTIFACTS (to look at); returns the charts' ids."""
+    charts = set(Page(page.read_text()).figures)
+    dom, requests = browser_check(tmp_path, page)
+    rendered = RenderedCharts(charts)
+    rendered.feed(dom)
+    assert {c: n for c, n in rendered.svgs.items() if n == 0} == {}, "charts that did not render"
+    assert [url for url in requests if url.startswith(("http:", "https:"))] == []
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / screenshot_name
+    screenshot.unlink(missing_ok=True)
+    done = chromium(
+        page, tmp_path / "profile-2", f"--screenshot={screenshot}", f"--window-size=1400,{height}"
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return charts
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("browser")
 def test_the_page_check_sees_a_network_fetch(tmp_path: Path) -> None:

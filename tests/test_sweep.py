@@ -553,18 +553,6 @@ def test_the_report_of_a_sweep_draws_its_numbers(tmp_path: Path, fake_sweep: Pat
 @pytest.mark.slow
 @pytest.mark.usefixtures("browser")
 def test_chromium_draws_every_sweep_chart_offline(tmp_path: Path, fake_sweep: Path) -> None:
-    from tests.test_report import ARTIFACTS, Page, RenderedCharts, browser_check, chromium
+    from tests.test_report import assert_draws_offline
 
-    path = write_report([fake_sweep], tmp_path / "report.html")
-    charts = set(Page(path.read_text()).figures)
-    dom, requests = browser_check(tmp_path, path)
-    rendered = RenderedCharts(charts)
-    rendered.feed(dom)
-    assert {c: n for c, n in rendered.svgs.items() if n == 0} == {}, "charts that did not render"
-    assert [url for url in requests if url.startswith(("http:", "https:"))] == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "sweep-report.png"
-    screenshot.unlink(missing_ok=True)
-    done = chromium(path, tmp_path / "profile-2", f"--screenshot={screenshot}", "--window-size=1400,2400")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_draws_offline(tmp_path, write_report([fake_sweep], tmp_path / "report.html"), "sweep-report.png")

@@ -33,6 +33,8 @@ FPS_WINDOW_S = 2.0
 
 LOG_WIDTH = 100
 """Where output that is not a terminal (a log file, CI) wraps."""
+PATH_LINES = ("run directory:", "torch.profiler trace:", "report:")
+"""Lines that end with a path: printed whole, whatever the width."""
 
 
 def _settings(values: dict[str, Any]) -> str:
@@ -216,8 +218,8 @@ class ConsoleObserver(RunObserver):
             self.console.print(models_table(result.summary))
             self.console.print(frame_line(result.summary), markup=False)
         for line in summary_lines(result):
-            if line:
-                self.console.print(line, markup=False)
+            if line:  # a path is never broken across lines (it is copied into the next command)
+                self.console.print(line, markup=False, soft_wrap=line.startswith(PATH_LINES))
         self._print_findings(result)
 
     TOP_FINDINGS = 3

@@ -124,7 +124,7 @@ def run_command(args: argparse.Namespace) -> int:
         from framescope.report import write_report
 
         path = write_report([result.run_dir], result.run_dir / "report.html")
-        observer.console.print(f"report: {path}", markup=False)
+        observer.console.print(f"report: {path}", markup=False, soft_wrap=True)  # a path, whole
     return 0 if result.status == "complete" else 1
 
 

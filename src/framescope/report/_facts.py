@@ -199,3 +199,22 @@ def headline_rows(result: RunResult) -> Rows:
         rows.append(("torch.profiler trace", str(result.run_dir / s["trace"])))
     rows.append(("run directory", str(result.run_dir)))
     return rows
+
+
+SOURCE_HEADER = ("source", "frames", "dropped", "p50 ms", "p99 ms", "on-time FPS")
+
+
+def source_row(label: str, entry: dict[str, Any]) -> list[str]:
+    """One source's (or all sources') figures from ``summary.sources``, as :data:`SOURCE_HEADER` cells."""
+
+    def ms(value: Any) -> str:
+        return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+    return [
+        label,
+        str(entry["frames"]),
+        str(entry["dropped"]),
+        ms(entry.get("latency_p50_ms")),
+        ms(entry.get("latency_p99_ms")),
+        ms(entry.get("on_time_fps")),
+    ]

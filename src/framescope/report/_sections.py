@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from framescope import stats
 from framescope.records import RunResult, steady_rows
 from framescope.report import _facts, _run_charts, _stage_charts, _tune
+from framescope.report._facts import SOURCE_HEADER, source_row
 
 FIGURE_CLASS = "fs-figure"
 """The class of the JSON ``<script>`` that holds a chart's figure; its ``data-target`` is the chart's div."""
@@ -188,20 +189,8 @@ def _sources_part(summary: dict[str, Any], prefix: str) -> str:
     if not sources:
         return ""
 
-    def ms(value: Any) -> str:
-        return f"{value:.1f}" if isinstance(value, int | float) else "-"
-
-    rows = [
-        [
-            f"{entry['source']}: {entry.get('uri', '')}",
-            str(entry["frames"]),
-            str(entry["dropped"]),
-            ms(entry.get("latency_p50_ms")),
-            ms(entry.get("latency_p99_ms")),
-            ms(entry.get("on_time_fps")),
-        ]
-        for entry in [*sources["per_source"], {"source": "all", "uri": "", **sources["overall"]}]
-    ]
+    rows = [source_row(f"{e['source']}: {e.get('uri', '')}", e) for e in sources["per_source"]]
+    rows.append(source_row("all", sources["overall"]))
     deadline = sources.get("deadline_ms")
     caption = (
         "Each source's mean latency per window (line) and its largest (marker), from when a frame was due to "
@@ -210,7 +199,7 @@ def _sources_part(summary: dict[str, Any], prefix: str) -> str:
     )
     return (
         f"<h4>Per source ({sources['count']} sources)</h4>"
-        + table(rows, ["source", "frames", "dropped", "p50 ms", "p99 ms", "on-time FPS"], cls="compare")
+        + table(rows, SOURCE_HEADER, cls="compare")
         + chart(_run_charts.source_latency(summary), f"{prefix}-sources", caption, wide=True)
     )
 

@@ -9,11 +9,13 @@ from rich.table import Table
 
 from framescope.records import RunResult
 from framescope.report._facts import (
+    SOURCE_HEADER,
     STAGE_HEADER,
     STAGE_LABELS,
     cpu_lines,
     live_lines,
     pace_lines,
+    source_row,
     stage_rows,
     system_rows,
 )
@@ -62,34 +64,15 @@ def sources_table(summary: dict[str, Any]) -> Table | None:
         hidden = len(entries) - len(keep)
         entries = [e for e in entries if e["source"] in keep]
 
-    def ms(value: Any) -> str:
-        return f"{value:.1f}" if isinstance(value, int | float) else "-"
-
     table = Table(title=f"per source ({sources['count']} sources)", title_justify="left")
-    table.add_column("source", no_wrap=True, max_width=40, overflow="ellipsis")
-    for name in ("frames", "dropped", "p50 ms", "p99 ms", "on-time FPS"):
+    table.add_column(SOURCE_HEADER[0], no_wrap=True, max_width=40, overflow="ellipsis")
+    for name in SOURCE_HEADER[1:]:
         table.add_column(name, justify="right", no_wrap=True)
     for entry in entries:
         uri = str(entry.get("uri", ""))
-        table.add_row(
-            f"{entry['source']}: {uri if '://' in uri else Path(uri).name}",
-            str(entry["frames"]),
-            str(entry["dropped"]),
-            ms(entry.get("latency_p50_ms")),
-            ms(entry.get("latency_p99_ms")),
-            ms(entry.get("on_time_fps")),
-        )
-    overall = sources["overall"]
+        table.add_row(*source_row(f"{entry['source']}: {uri if '://' in uri else Path(uri).name}", entry))
     label = "all" + (f" ({hidden} more not listed)" if hidden else "")
-    table.add_row(
-        label,
-        str(overall["frames"]),
-        str(overall["dropped"]),
-        ms(overall.get("latency_p50_ms")),
-        ms(overall.get("latency_p99_ms")),
-        ms(overall.get("on_time_fps")),
-        style="bold",
-    )
+    table.add_row(*source_row(label, sources["overall"]), style="bold")
     return table
 
 
