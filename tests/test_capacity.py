@@ -5,6 +5,7 @@ searches of mobilenet_v3_small on a replayed clip."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -332,6 +333,14 @@ def test_the_report_draws_a_capacity_search(tmp_path: Path) -> None:
     assert "5 camera(s) within p99 200 ms" in page
     assert page.count('<span class="badge complete">pass</span>') == 6
     assert page.count('<span class="badge failed">fail</span>') == 2
+    from tests.test_report import Page
+
+    figures = Page(page).figures
+    latency, on_time = figures["c1-latency"], figures["c1-on-time"]
+    assert latency["layout"]["yaxis"].get("type") != "log"  # a log axis took the budget label for 10**200
+    assert latency["layout"]["shapes"][0]["y0"] == 200.0
+    (label,) = on_time["layout"]["annotations"]  # on the log camera axis, at log10(5)
+    assert label["text"] == "capacity 5" and label["x"] == pytest.approx(math.log10(5))
 
 
 # --- real searches ---------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ nothing here computes a statistic.
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
@@ -75,7 +76,8 @@ def latency_by_cameras(report: dict[str, Any]) -> go.Figure | None:
         annotation_position="top left",
     )
     figure.update_xaxes(title_text="cameras", type="log", dtick=0.30103, tickformat="d")
-    figure.update_yaxes(title_text="frame latency (ms)", type="log")
+    # a linear latency axis: on a log axis plotly reads the budget line's label position as an exponent
+    figure.update_yaxes(title_text="frame latency (ms)", rangemode="tozero")
     return figure
 
 
@@ -115,11 +117,16 @@ def on_time_by_cameras(report: dict[str, Any]) -> go.Figure | None:
     )
     answer = report.get("cameras")
     if answer:
-        figure.add_vline(
-            x=answer,
-            line={"color": PASS_COLOR, "dash": "dash", "width": 1.5},
-            annotation_text=f"capacity {answer}",
-            annotation_position="top left",
+        figure.add_vline(x=answer, line={"color": PASS_COLOR, "dash": "dash", "width": 1.5})
+        figure.add_annotation(  # on a log axis an annotation's x is the exponent (a vline's label is not)
+            x=math.log10(answer),
+            y=1,
+            yref="paper",
+            text=f"capacity {answer}",
+            showarrow=False,
+            xanchor="right",
+            yanchor="top",
+            font={"color": PASS_COLOR},
         )
     figure.update_xaxes(title_text="cameras", type="log", dtick=0.30103, tickformat="d")
     figure.update_yaxes(title_text="frames a second", rangemode="tozero")
