@@ -160,7 +160,7 @@ def source_latency(summary: dict[str, Any]) -> go.Figure | None:
         figure.add_hline(
             y=deadline,
             line={"color": "#C0392B", "dash": "dash", "width": 1.5},
-            annotation_text=f"deadline {deadline:g} ms",
+            annotation_text=f"deadline {deadline:.0f} ms",
             annotation_position="top left",
         )
     return figure

@@ -195,7 +195,7 @@ def _sources_part(summary: dict[str, Any], prefix: str) -> str:
     caption = (
         "Each source's mean latency per window (line) and its largest (marker), from when a frame was due to "
         "when its batch's result was ready"
-        + (f"; on time: within the {deadline:g} ms deadline." if deadline else ".")
+        + (f"; on time: within the {deadline:.0f} ms deadline." if deadline else ".")
     )
     return (
         f"<h4>Per source ({sources['count']} sources)</h4>"
