@@ -408,6 +408,7 @@ def test_all_runs_each_strategy_in_its_own_directory_and_prints_them_side_by_sid
         assert summary["multi_model"] == strategy and summary["status"] == "complete"
         assert strategy in result.out
     assert "strategies side by side" in result.out and "vs serial" in result.out
+    assert max(len(line) for line in result.out.splitlines()) <= 100  # a log's width
 
 
 @pytest.mark.gpu

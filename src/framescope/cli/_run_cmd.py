@@ -133,9 +133,12 @@ def _run_strategies(config: RunConfig) -> int:
     from rich.console import Console
 
     from framescope._multi import StrategyRun, run_strategies
+    from framescope.cli._progress import LOG_WIDTH
     from framescope.report.multi_text import strategies_table
 
-    console = Console(highlight=False, width=160)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=LOG_WIDTH)  # logs wrap where a run's own output does
 
     def on_run(run: StrategyRun) -> None:
         if run.result is not None and run.error is None:
