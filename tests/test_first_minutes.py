@@ -174,3 +174,22 @@ def test_the_load_check_sees_a_busy_process() -> None:
     assert found.verdict == "warn", found  # one process spinning: about one core busy
     used = float(found.detail.split("used ")[1].split(" of")[0])
     assert 0.7 <= used <= 2.0, found.detail
+
+
+def test_torchcodec_present_and_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from framescope.sources._torchcodec import torchcodec_problem
+
+    present = doctor.check_torchcodec()
+    assert present.verdict == ("ok" if torchcodec_problem() is None else "missing") and not present.needed
+    monkeypatch.setitem(sys.modules, "torchcodec", None)
+    absent = doctor.check_torchcodec()
+    assert absent.verdict == "missing" and absent.detail == "not installed" and "--decoder pyav" in absent.fix
+
+
+@pytest.mark.gpu
+def test_doctor_sees_the_gpu_and_nvdec(tmp_path: Path) -> None:
+    checks = by_name(doctor.run_checks(load_seconds=0.2))
+    assert checks["CUDA"].verdict == "ok" and checks["GPU 0"].verdict == "ok"
+    assert "compute capability" in checks["GPU 0"].detail and checks["cuDNN"].verdict == "ok"
+    h264 = [c for name, c in checks.items() if name.startswith("NVDEC h264")]
+    assert len(h264) == 2 and any(c.verdict == "ok" for c in h264), h264  # NVDEC decodes H.264 everywhere
