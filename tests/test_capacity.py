@@ -351,7 +351,7 @@ def test_a_real_search_of_two_cameras_on_the_cli(clip: Path, tmp_path: Path) -> 
     result = run_cli(
         "capacity", "--model-name", "mobilenet_v3_small", "--input_path", str(clip), "--source-fps", "10",
         "--p99-budget-ms", "1000", "--max-cameras", "2", "--min-seconds", "1", "--max-seconds", "40",
-        "--confirm-rounds", "0",
+        "--confirm-rounds", "0", "--torch-threads", "1",  # one thread: steady beside another busy process
         "--output-dir", str(tmp_path), "--run-name", "cap", "--json",
     )  # fmt: skip
     assert result.code == 0, result.err

@@ -32,7 +32,7 @@ from typing import Any
 from framescope.capacity._search import CameraSearch
 from framescope.capacity._trial import TailRule, judge
 from framescope.config import RunConfig
-from framescope.errors import ConfigError, FramescopeError, SourceError
+from framescope.errors import ConfigError, SourceError
 from framescope.experiment import Candidate, Experiment, Trial
 from framescope.experiment._runner import RunFunction
 from framescope.records import RunWriter
@@ -551,18 +551,6 @@ def is_capacity_dir(path: str | os.PathLike[str]) -> bool:
 def load_capacity(path: str | os.PathLike[str]) -> dict[str, Any]:
     """capacity.json of ``path``, with ``capacity_dir`` set to where it is now; a missing or damaged file is
     one line naming it."""
-    import json
+    from framescope.records._result import load_listing
 
-    capacity_dir = Path(path)
-    file = capacity_dir / CAPACITY_JSON
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise FramescopeError(
-            f"{file} could not be read ({reason}); is {str(capacity_dir)!r} a whole capacity directory?"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
-        raise FramescopeError(f"{file} holds no trials; the capacity directory is damaged: run it again.")
-    data["capacity_dir"] = str(capacity_dir)
-    return data
+    return load_listing(path, CAPACITY_JSON, "capacity", "trials")

@@ -68,6 +68,27 @@ def _read(path: Path, parse: Callable[[Path], Any], missing: Any = _REQUIRED) ->
         ) from None
 
 
+def load_listing(path: str | os.PathLike[str], name: str, kind: str, key: str) -> dict[str, Any]:
+    """The JSON file ``name`` of a ``kind`` directory (a sweep's sweep.json, a capacity search's
+    capacity.json), with ``{kind}_dir`` set to where the directory is now; a missing or damaged file, or one
+    without its ``key`` list, is one line naming it."""
+    directory = Path(path)
+    file = directory / name
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise FramescopeError(
+            f"{file} could not be read ({reason}); is {str(directory)!r} a whole {kind} directory?"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise FramescopeError(
+            f"{file} holds no {key}; the {kind} directory is damaged: run the {kind} again."
+        )
+    data[f"{kind}_dir"] = str(directory)
+    return data
+
+
 def load_run(path: str | os.PathLike[str]) -> RunResult:
     """Read a run directory written by ``framescope run``.
 

@@ -22,6 +22,20 @@ from framescope.report._style import (
     step_kinds,
 )
 
+DEADLINE_COLOR = "#C0392B"
+
+
+def mark_deadline(figure: go.Figure, deadline_ms: float | None) -> None:
+    """A live run's deadline as a dashed line across a latency chart (on a linear latency axis)."""
+    if deadline_ms:
+        figure.add_hline(
+            y=deadline_ms,
+            line={"color": DEADLINE_COLOR, "dash": "dash", "width": 1.5},
+            annotation_text=f"deadline {deadline_ms:.0f} ms",
+            annotation_position="top left",
+            annotation_font_color=DEADLINE_COLOR,
+        )
+
 
 def live_latency(rows: pd.DataFrame, summary: dict[str, Any]) -> go.Figure | None:
     """A live input's latency per step (oldest and newest frame of each batch) against time, the deadline,
@@ -55,15 +69,7 @@ def live_latency(rows: pd.DataFrame, summary: dict[str, Any]) -> go.Figure | Non
         fillcolor="rgba(91, 141, 201, 0.18)",
         hovertemplate="oldest frame: %{y:.1f} ms<extra></extra>",
     )
-    deadline = live.get("deadline_ms")
-    if deadline:
-        figure.add_hline(
-            y=deadline,
-            line={"color": "#C0392B", "dash": "dash", "width": 1.5},
-            annotation_text=f"deadline {deadline:.0f} ms",
-            annotation_position="top left",
-            annotation_font_color="#C0392B",
-        )
+    mark_deadline(figure, live.get("deadline_ms"))
     dropped = rows["dropped_frames"].fillna(0)
     if (dropped > 0).any():
         figure.update_layout(
@@ -155,14 +161,7 @@ def source_latency(summary: dict[str, Any]) -> go.Figure | None:
             marker={"color": color, "size": 5, "symbol": "triangle-up"},
             hovertemplate=f"{name}: largest %{{y:.1f}} ms<extra></extra>",
         )
-    deadline = sources.get("deadline_ms")
-    if deadline:
-        figure.add_hline(
-            y=deadline,
-            line={"color": "#C0392B", "dash": "dash", "width": 1.5},
-            annotation_text=f"deadline {deadline:.0f} ms",
-            annotation_position="top left",
-        )
+    mark_deadline(figure, sources.get("deadline_ms"))
     return figure
 
 

@@ -262,20 +262,6 @@ def is_sweep_dir(path: Path) -> bool:
 def load_sweep(path: str | os.PathLike[str]) -> dict[str, Any]:
     """sweep.json of the sweep directory ``path``, with ``sweep_dir`` set to where it is now; a missing or
     damaged file is one line naming it."""
-    import json
+    from framescope.records._result import load_listing
 
-    from framescope.errors import FramescopeError
-
-    sweep_dir = Path(path)
-    file = sweep_dir / SWEEP_JSON
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-        raise FramescopeError(
-            f"{file} could not be read ({reason}); is {str(sweep_dir)!r} a whole sweep directory?"
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
-        raise FramescopeError(f"{file} holds no points; the sweep directory is damaged: run the sweep again.")
-    data["sweep_dir"] = str(sweep_dir)
-    return data
+    return load_listing(path, SWEEP_JSON, "sweep", "points")
