@@ -28,7 +28,12 @@ class StartInfo:
 
 
 class RunObserver:
-    """Receives a run's progress; the CLI renders it, the Python API ignores it by default."""
+    """Receives a run's progress; the CLI renders it, the Python API ignores it by default.
+
+    ``on_step`` and ``stop_requested`` run in the loop's own thread, between steps: keep them quick. A live
+    input's frames go on arriving meanwhile, and anything that holds the GIL (importing a large module, a
+    long pure-Python loop) also stalls the readers' threads: a capacity trial that imported SciPy in its first
+    check saw its readers burst and drop frames. Prepare in ``__init__`` or ``on_start`` instead."""
 
     def on_start(self, info: StartInfo) -> None:
         """Called once, after set-up and before the first step."""
