@@ -38,7 +38,7 @@ from framescope._multi_proc import ModelRunError, ProcessStrategy, WorkerSpec, p
 from framescope._observer import RunObserver, StartInfo
 from framescope._placement import batch_device, decode_size, resolve_devices
 from framescope._secrets import redact_value
-from framescope._session import Outcome
+from framescope._session import Outcome, profiler_window
 from framescope._version import __version__
 from framescope.config import ModelConfig, RunConfig
 from framescope.errors import ConfigError, FramescopeError, OutOfMemory, SourceError
@@ -498,14 +498,7 @@ class SeveralPhase:
         def on_solo(name: str, step: int, timing: ModelTiming) -> None:
             recorder.record_solo(name, timing)
 
-        profiler = ProfilerWindow(
-            enabled=config.profile.enabled,
-            trace_path=recorder.run_dir / "torch_trace.json",
-            wait=config.profile.wait,
-            warmup=config.profile.warmup,
-            active=config.profile.active,
-            cuda=parts.uses_cuda,
-        )
+        profiler = profiler_window(config, recorder.run_dir, cuda=parts.uses_cuda)
         loop = MultiLoop(
             batch_size=config.batch_size,
             max_steps=config.max_steps,

@@ -37,7 +37,7 @@ from framescope.pipeline import (
     trial_candidates,
     trial_fits,
 )
-from framescope.records import COLUMNS, STAGE_COLUMNS, Row, RunRecorder, RunResult, SourceTally
+from framescope.records import COLUMNS, STAGE_COLUMNS, TRACE_FILE, Row, RunRecorder, RunResult, SourceTally
 from framescope.sources import ManySources, SourceInfo, input_shortfall
 
 if TYPE_CHECKING:  # _run imports this module
@@ -48,6 +48,19 @@ def expected_steps(config: RunConfig, info: SourceInfo) -> int | None:
     by_frames = math.ceil(info.frame_count / config.batch_size) if info.frame_count else None
     candidates = [n for n in (by_frames, config.max_steps) if n is not None]
     return min(candidates) if candidates else None
+
+
+def profiler_window(config: RunConfig, run_dir: Path, *, cuda: bool) -> ProfilerWindow:
+    """The torch.profiler window ``--torch-profile`` asks for, its trace written into ``run_dir``."""
+    profile = config.profile
+    return ProfilerWindow(
+        enabled=profile.enabled,
+        trace_path=run_dir / TRACE_FILE,
+        wait=profile.wait,
+        warmup=profile.warmup,
+        active=profile.active,
+        cuda=cuda,
+    )
 
 
 @dataclass
@@ -259,14 +272,7 @@ class LoopPhase:
                 self.tally.add(timing)
             self.watcher.on_step(row)
 
-        profiler = ProfilerWindow(
-            enabled=config.profile.enabled,
-            trace_path=recorder.trace_path,
-            wait=config.profile.wait,
-            warmup=config.profile.warmup,
-            active=config.profile.active,
-            cuda=parts.uses_cuda,
-        )
+        profiler = profiler_window(config, recorder.run_dir, cuda=parts.uses_cuda)
         loop = LoopSettings(
             batch_size=config.batch_size,
             max_steps=config.max_steps,

@@ -299,19 +299,26 @@ class Capacity:
             report = self.write()
         return report
 
-    def _try(self, cameras: int) -> None:
+    def _experiment(
+        self, cameras: int, settings: list[Setting], *, phase: str, rounds: int, rule: TailRule
+    ) -> Experiment:
+        """The runs of ``settings`` at ``cameras``, under ``trials/cameras-N[-confirm]/SETTING/round-R``."""
         assert self.capacity_dir is not None
-        experiment = Experiment(
+        folder = f"cameras-{cameras}" + ("-confirm" if phase == "confirm" else "")
+        return Experiment(
             self.base.replace(cameras=cameras),
-            [Candidate(s.name, s.overrides(cameras)) for s in self.settings],
-            parent=self.capacity_dir / TRIALS_DIR / f"cameras-{cameras}",
-            rounds=1,
-            stop=self.rule,
-            on_trial=lambda trial: self._after(cameras, trial),
+            [Candidate(s.name, s.overrides(cameras)) for s in settings],
+            parent=self.capacity_dir / TRIALS_DIR / folder,
+            rounds=rounds,
+            stop=rule,
+            on_trial=lambda trial: self._after(cameras, trial, phase),
             run=self.run_one,
         )
+
+    def _try(self, cameras: int) -> None:
+        experiment = self._experiment(cameras, self.settings, phase="search", rounds=1, rule=self.rule)
         experiment.run()
-        here = [t for t in self.trials if t["cameras"] == cameras]
+        here = [t for t in self.trials if t["cameras"] == cameras and t["phase"] == "search"]
         passed = any(t["verdict"] == "pass" for t in here)
         if passed or len(here) == len(self.settings):  # a pass is an answer; a fail only once all were tried
             self.search.record(cameras, passed)
@@ -321,7 +328,6 @@ class Capacity:
         """Run the answer again, ``confirm_rounds`` fresh runs of its best setting, each at least
         ``confirm_seconds``: a count that passed one short trial must keep passing. Any failure marks the
         count failed, and the search goes on below it."""
-        assert self.capacity_dir is not None
         best = self.best_at(cameras)
         setting = next((s for s in self.settings if best and s.name == best["setting"]), self.settings[0])
         rule = dataclasses.replace(
@@ -329,14 +335,8 @@ class Capacity:
             min_seconds=max(self.rule.min_seconds, self.confirm_seconds),
             max_seconds=max(self.rule.max_seconds, 1.5 * self.confirm_seconds),
         )
-        experiment = Experiment(
-            self.base.replace(cameras=cameras),
-            [Candidate(setting.name, setting.overrides(cameras))],
-            parent=self.capacity_dir / TRIALS_DIR / f"cameras-{cameras}-confirm",
-            rounds=self.confirm_rounds,
-            stop=rule,
-            on_trial=lambda trial: self._after(cameras, trial, phase="confirm"),
-            run=self.run_one,
+        experiment = self._experiment(
+            cameras, [setting], phase="confirm", rounds=self.confirm_rounds, rule=rule
         )
         self._confirming = experiment
         experiment.run()

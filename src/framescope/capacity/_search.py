@@ -32,13 +32,6 @@ class CameraSearch:
         """The fewest cameras that failed, if any did."""
         return min((n for n, ok in self.passed.items() if not ok), default=None)
 
-    @property
-    def phase(self) -> str:
-        """``doubling`` until a count fails or the ceiling passes, then ``bisection``; ``done``."""
-        if self.next_count() is None:
-            return "done"
-        return "doubling" if self.first_failed is None else "bisection"
-
     def record(self, cameras: int, passed: bool) -> None:
         self.passed[cameras] = passed
 

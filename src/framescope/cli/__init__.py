@@ -43,8 +43,9 @@ def _close_flags(message: str, parser: argparse.ArgumentParser) -> str:
     for word in words:
         if word.startswith("-"):
             flag = word.split("=", 1)[0]
-            guesses += difflib.get_close_matches(flag.replace("_", "-"), known, n=1, cutoff=0.6)
-            guesses += [] if guesses else difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            guesses += difflib.get_close_matches(
+                flag.replace("_", "-"), known, n=1, cutoff=0.6
+            ) or difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
     return f"; did you mean {' or '.join(dict.fromkeys(guesses))}?" if guesses else ""
 
 

@@ -59,9 +59,6 @@ class Watch(RunObserver):
 class Rule(Protocol):
     """A stop rule: :class:`StopRule` (a stable rate) or another (capacity's tail-latency rule)."""
 
-    @property
-    def max_seconds(self) -> float: ...
-
     def watch(self) -> Watch: ...
 
 

@@ -100,10 +100,6 @@ class RunRecorder:
     def csv_path(self) -> Path:
         return self.writer.csv_path
 
-    @property
-    def trace_path(self) -> Path:
-        return self.run_dir / TRACE_FILE
-
     def start(self, *, config: dict[str, Any], system: dict[str, Any], context: dict[str, Any]) -> None:
         """Write ``config.yaml``, ``system.json``, a ``running`` summary holding ``context`` (what the run
         knows before its first step) and the CSV's header. Nothing measured yet: if any of it cannot be
