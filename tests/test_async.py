@@ -447,21 +447,35 @@ def test_async_retrain(clip: Path, out_dir: Path) -> None:
     assert (result.rows["loss"] > 0).all()
 
 
+def _feed(trial: Any, model_s: dict[int, float], producer_s: dict[int, float], first_step: int = 0) -> int:
+    """Run ``trial`` to its end on per-batch (8 frames) model and producer seconds per thread count, which
+    may be callables of the step index (noise); returns the trial steps run."""
+    index = 0
+    while trial.chosen is None:
+        threads = trial.schedule[index]
+        tag = trial.begin_step(first_step + index, index)
+        m, p = model_s[threads], producer_s[threads]
+        trial.record_producer(tag, p(index) if callable(p) else p, frames=8)
+        trial.record_model(index, m(index) if callable(m) else m, frames=8)
+        trial.end_step(index)
+        index += 1
+    return index
+
+
 def test_a_thread_trial_interleaves_its_candidates_and_keeps_the_faster() -> None:
     from framescope.pipeline import ThreadTrial
 
     applied: list[int] = []
     trial = ThreadTrial([1, 2], set_threads=applied.append)
-    assert trial.schedule == [1, 1, 2, 2, 2, 2, 1, 1]  # A B B A: a drift of the machine hits both alike
-    for index, threads in enumerate(trial.schedule):
-        assert trial.begin_step(10 + index, index) == threads
-        trial.record_model(threads, {1: 0.8, 2: 0.4}[threads], frames=8)  # 100 vs 50 ms per frame
-        trial.record_producer(threads, 0.16, frames=8)  # the producer needs 20 ms per frame either way
-    assert applied == [1, 2, 1]  # switched only when the plan changed
-    assert trial.decide() == 2 and applied[-1] == 2
+    assert trial.schedule == [1, 1, 2, 2, 2, 2, 1, 1]  # A B, B A: a drift of the machine hits both alike
+    # 100 vs 50 ms per frame for the model; the producer needs 20 ms per frame either way
+    assert _feed(trial, {1: 0.8, 2: 0.4}, {1: 0.16, 2: 0.16}, first_step=10) == 8  # shown in two rounds
+    assert applied == [1, 2, 1, 2]  # switched only when the plan changed, then to the one kept
+    assert trial.chosen == 2 and trial.current == 2
     assert trial.rates() == {1: pytest.approx(10.0), 2: pytest.approx(20.0)}
     evidence = trial.evidence()
     assert evidence["chosen"] == 2 and evidence["first_step"] == 10 and evidence["complete"]
+    assert evidence["rounds"] == 2 and evidence["shown"] and evidence["ratio"]["value"] == pytest.approx(2.0)
     assert evidence["candidates"][0] == {
         "torch_threads": 1,
         "fps": pytest.approx(10.0),
@@ -471,7 +485,8 @@ def test_a_thread_trial_interleaves_its_candidates_and_keeps_the_faster() -> Non
         "producer_batches": 4,
     }
     assert trial.note() == (
-        "async thread plan measured (steps 10-17): 1 torch thread 10.0 FPS, 2 torch threads 20.0 FPS; kept 2"
+        "async thread plan measured (steps 10-17, 2 rounds): 1 torch thread 10.0 FPS, 2 torch threads "
+        "20.0 FPS; 2 over 1 per round 2.00x (95 % CI 2.00-2.00x): kept 2"
     )
 
 
@@ -479,12 +494,88 @@ def test_a_plan_that_starves_the_producer_loses_even_if_the_model_runs_faster() 
     from framescope.pipeline import ThreadTrial
 
     trial = ThreadTrial([1, 2], set_threads=lambda n: None)
-    for index, threads in enumerate(trial.schedule):
-        trial.begin_step(index, index)
-        trial.record_model(threads, {1: 0.2, 2: 0.1}[threads], frames=8)
-        trial.record_producer(threads, {1: 0.16, 2: 0.4}[threads], frames=8)  # 20 vs 50 ms per frame
-    assert trial.decide() == 1
+    _feed(trial, {1: 0.2, 2: 0.1}, {1: 0.16, 2: 0.4})  # the producer: 20 vs 50 ms per frame
+    assert trial.chosen == 1
     assert trial.rates()[2] == pytest.approx(20.0)  # the producer's 50 ms per frame, not the model's 12.5
+
+
+def test_a_close_call_runs_more_rounds_until_one_plan_is_shown_faster() -> None:
+    """Two plans 10 % apart under +-8 % noise that does not cancel within a round: two rounds cannot tell
+    them apart, so the trial runs rounds until they can (or until its last round)."""
+    from framescope.pipeline import ThreadTrial
+
+    wobble = [1.0, 1.08, 0.93, 1.05, 0.96, 1.02, 0.97, 1.06, 0.94, 1.0, 1.03, 0.95] * 4
+    trial = ThreadTrial([1, 2], set_threads=lambda n: None)
+    steps = _feed(
+        trial,
+        {1: lambda i: 0.88 * wobble[i], 2: lambda i: 0.8 * wobble[i + 5]},
+        {1: 0.1, 2: 0.1},
+    )
+    assert steps > 8 and steps % 4 == 0 and trial.rounds == steps // 4
+    assert trial.chosen == 2
+    evidence = trial.evidence()
+    assert evidence["shown"] and evidence["ratio"]["low"] > 1 and evidence["complete"]
+    assert trial.note().endswith("x): kept 2")
+
+
+def test_plans_that_cannot_be_told_apart_stop_at_the_last_round_and_keep_the_faster_estimate() -> None:
+    from framescope.pipeline import ThreadTrial
+
+    wobble = [1.0, 1.1, 0.9, 1.05, 0.95, 1.02]
+    trial = ThreadTrial([1, 2], max_rounds=4, set_threads=lambda n: None)
+    steps = _feed(
+        trial, {1: lambda i: 0.8 * wobble[i % 6], 2: lambda i: 0.8 * wobble[(i + 3) % 6]}, {1: 0, 2: 0}
+    )
+    assert steps == 16 and trial.rounds == 4 and trial.chosen in (1, 2)
+    evidence = trial.evidence()
+    assert not evidence["shown"] and evidence["max_rounds"] == 4
+    rates = trial.rates()
+    faster = 2 if rates[2] > rates[1] else 1  # the pooled rates choose, the rounds only decide when to stop
+    assert trial.chosen == faster
+    assert trial.note().endswith(f"x), not shown in 4 rounds: kept {faster}, the faster estimate")
+
+
+def test_a_plan_the_rounds_show_faster_is_kept_even_where_the_pooled_medians_disagree() -> None:
+    """Plan 1's model is slow in one round and its producer in the other: each round's slower side is 100 ms a
+    frame, against plan 2's steady 95, yet pooling the sides' medians over rounds hides that (75 ms)."""
+    from framescope.pipeline import ThreadTrial
+
+    trial = ThreadTrial([1, 2], set_threads=lambda n: None)
+    _feed(
+        trial,
+        {1: lambda i: 0.8 if i < 4 else 0.4, 2: 0.76},
+        {1: lambda i: 0.4 if i < 4 else 0.8, 2: 0.76},
+    )
+    assert trial.rates()[1] > trial.rates()[2]  # pooled: plan 1 looks faster
+    evidence = trial.evidence()
+    assert evidence["shown"] and evidence["ratio"]["value"] == pytest.approx(100 / 95)
+    assert trial.chosen == 2 and trial.note().endswith("per round 1.05x (95 % CI 1.05-1.05x): kept 2")
+
+
+def test_the_trial_takes_as_many_rounds_as_the_run_affords() -> None:
+    from framescope.pipeline import trial_rounds
+
+    assert trial_rounds(None, 2, 4) == 6  # an endless input affords every round
+    assert trial_rounds(60, 2, 4) == 6  # 58 steps: 24 on the trial leave 34
+    assert trial_rounds(40, 2, 4) == 4  # 38 steps: 16 on the trial leave 22
+    assert trial_rounds(18, 2, 4) == 2
+    assert trial_rounds(17, 2, 4) == 0  # not even two rounds leave as many steady steps
+
+
+def test_the_producer_reports_each_batch_when_it_is_made_not_when_it_is_taken() -> None:
+    """The trial hears of a window's batches while that window's plan is measured, not a queue later."""
+    made: list[Any] = []
+    producer = producer_for(CountingSource(None), [], on_made=made.append)
+    producer.tag = 7
+    producer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(made) < 3 and time.monotonic() < deadline:  # two in the queue, a third waiting to go in
+            time.sleep(0.01)
+        assert len(made) == 3 and [item.tag for item in made] == [7, 7, 7]
+        assert producer.queue.qsize() == 2  # nothing was taken
+    finally:
+        producer.close()
 
 
 def test_the_async_loop_runs_the_trial_after_the_warm_up() -> None:
@@ -508,7 +599,7 @@ def test_the_async_loop_runs_the_trial_after_the_warm_up() -> None:
     run_async(CountingSource(None), stages, loop, trial=trial)
     assert trial.chosen == 2 and trial.complete and trial.evidence()["first_step"] == 2
     assert trial.rates()[1] == pytest.approx(250.0) and trial.rates()[2] == pytest.approx(1000.0)
-    assert [r["warmup"] for r in rows] == [1] * 10 + [0] * 4  # 2 warm-up + 8 trial steps
+    assert [r["warmup"] for r in rows] == [1] * 10 + [0] * 4  # 2 warm-up + 8 trial steps (shown in 2 rounds)
     assert plan["threads"] == 2
 
 

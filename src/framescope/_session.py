@@ -35,8 +35,9 @@ from framescope.pipeline import (
     run_async,
     run_sync,
     trial_candidates,
-    trial_fits,
+    trial_rounds,
 )
+from framescope.pipeline._trial import MIN_ROUNDS, STEPS_PER_WINDOW
 from framescope.records import COLUMNS, STAGE_COLUMNS, TRACE_FILE, Row, RunRecorder, RunResult, SourceTally
 from framescope.sources import ManySources, SourceInfo, input_shortfall
 
@@ -225,16 +226,17 @@ class LoopPhase:
         candidates = trial_candidates(plan.core_count, plan.decode_threads)
         if not candidates:
             return None
-        trial = ThreadTrial(candidates)
         expected = expected_steps(config, self.parts.source.info)
-        if not trial_fits(expected, config.warmup_steps, trial.steps):
+        per_round = len(candidates) * STEPS_PER_WINDOW
+        rounds = trial_rounds(expected, config.warmup_steps, per_round)
+        if not rounds:
             self.thread_notes.append(
                 f"async thread plan not measured: the run's {expected} step(s) are too few to spend "
-                f"{trial.steps} on trying {' and '.join(map(str, candidates))} torch threads; the model "
-                f"kept {plan.torch_threads}"
+                f"{MIN_ROUNDS * per_round} on trying {' and '.join(map(str, candidates))} torch threads; the "
+                f"model kept {plan.torch_threads}"
             )
             return None
-        return trial
+        return ThreadTrial(candidates, max_rounds=rounds)
 
     # --- the loop ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from framescope.pipeline._threads import (
     restore_threads,
 )
 from framescope.pipeline._timers import Timers
-from framescope.pipeline._trial import ThreadTrial, trial_candidates, trial_fits
+from framescope.pipeline._trial import ThreadTrial, trial_candidates, trial_rounds
 
 __all__ = [
     "Arrivals",
@@ -42,5 +42,5 @@ __all__ = [
     "run_async",
     "run_sync",
     "trial_candidates",
-    "trial_fits",
+    "trial_rounds",
 ]

@@ -108,9 +108,11 @@ class Producer:
         batch_device: torch.device | None = None,
         timer: StageTimer | None = None,
         events: EventTimer | None = None,
+        on_made: Callable[[Produced], None] | None = None,
     ) -> None:
         """``timer`` and ``events`` time the producer's host and device stages (made here when not given:
-        the run makes them first, because the source it opens early decodes inside their spans)."""
+        the run makes them first, because the source it opens early decodes inside their spans);
+        ``on_made`` hears of each batch as soon as it is made, in the producer's thread."""
         self.source = source
         # copies to the device come from pinned memory (stacked there while reading) and do not block
         self.stages = [
@@ -133,6 +135,7 @@ class Producer:
         self.events = (events or EventTimer(new_event)) if self.gpu else None
         self.tag: Any = None
         """Set by the consumer; stamped on each batch when the producer starts it."""
+        self.on_made = on_made
         self._held: Any = None
         self._dropped_seen = 0
         self._newest_first = bool(source.info.live and source.info.extra.get("newest_first"))
@@ -178,6 +181,8 @@ class Producer:
                 if produced is None:
                     self._put(_END)
                     return
+                if self.on_made is not None:
+                    self.on_made(produced)
                 if not self._put(produced):
                     return
                 if len(produced.frames) < self.batch_size and not self.source.info.live:
@@ -262,16 +267,22 @@ def run_async(
     plans (recorded as warm-up steps) and the faster is kept. Returns the number of steps run."""
     timer, clock, cpu_clock = loop.timer, loop.clock, loop.cpu_clock
     ahead, behind = plan.split_at_model()
+    # the producer's own work per batch; a live input's read is waiting for frames to arrive
+    producer_stages = [s for s in PRODUCER_STAGES if not (source.info.live and s is Stage.READ)]
+
+    def made(item: Produced) -> None:  # in the producer's thread, as soon as the batch is made
+        if trial is not None and trial.chosen is None:
+            busy = sum(item.samples.get(s, 0.0) for s in producer_stages)
+            trial.record_producer(item.tag, busy, len(item.frames))
+
     producer = Producer(
         source, ahead, loop, depth=depth, new_event=new_event, batch_device=plan.batch_device,
-        timer=producer_timer, events=producer_events,
+        timer=producer_timer, events=producer_events, on_made=made if trial is not None else None,
     )  # fmt: skip
     if events is None and any(stage.on_gpu for stage in behind):
         events = EventTimer(new_event)
     timed = _timed(timer, events)
     waiting: deque[_PendingRow] = deque()
-    # the producer's own work per batch; a live input's read is waiting for frames to arrive
-    producer_stages = [s for s in PRODUCER_STAGES if not (source.info.live and s is Stage.READ)]
 
     def flush(block: bool) -> None:
         while waiting and (block or waiting[0].done()):
@@ -304,14 +315,10 @@ def run_async(
             if first_start is None:
                 first_start = start
             frames = FramesInfo.of(item.frames)
-            if trial is not None and not trial.chosen:
-                made_s = sum(item.samples.get(s, 0.0) for s in producer_stages)
-                trial.record_producer(item.tag, made_s, frames.count)
-                if in_trial:
-                    busy = end - start - timer.samples.get(Stage.QUEUE_WAIT, 0.0)
-                    trial.record_model(trial.schedule[trial_index], busy, frames.count)
-                    if trial_index == trial.steps - 1:
-                        trial.decide()
+            if trial is not None and in_trial and trial.chosen is None:
+                busy = end - start - timer.samples.get(Stage.QUEUE_WAIT, 0.0)
+                trial.record_model(trial_index, busy, frames.count)
+                trial.end_step(trial_index)  # decides, or plans another round
             timing = StepTiming(
                 step=step,
                 samples={**item.samples, **timer.samples},
