@@ -62,7 +62,7 @@ def check(args: argparse.Namespace, cameras: int, batch: int, work: Path, name: 
     config = framescope.RunConfig.from_flat(
         model_name=args.model, input_path=args.input, source_fps=args.fps, loop=True, cameras=cameras,
         batching="dynamic", max_batch=batch, deadline_ms=args.budget, progress="none",
-        output_dir=str(work), run_name=name,
+        output_dir=str(work), run_name=name, malloc=args.malloc,
     )  # fmt: skip
     print(f"check: {cameras} cameras, --max-batch {batch}, {args.check_seconds:g} s", flush=True)
     start = time.perf_counter()
@@ -92,12 +92,16 @@ def main() -> int:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--budget", type=float, default=200.0)
     parser.add_argument("--check-seconds", type=float, default=40.0)
+    parser.add_argument(
+        "--malloc", choices=("default", "retain"), default="default",
+        help="the allocator setting of the search and of both checks (README: Memory allocator)",
+    )  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="framescope-capacity-"))
     done, seconds = run(
         [*FRAMESCOPE, "capacity", "--model-name", args.model, "--input_path", args.input, "--source-fps",
          f"{args.fps:g}", "--p99-budget-ms", f"{args.budget:g}", "--output-dir", str(work), "--run-name",
-         "search", "--json", "--report"]
+         "search", "--json", "--report", "--malloc", args.malloc]
     )  # fmt: skip
     print(done.stderr, end="")
     if done.returncode != 0:
@@ -110,7 +114,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {platform.processor() or '?'}",
         "python": platform.python_version(),
         "command": f"framescope capacity --model-name {args.model} --input_path {args.input} --source-fps "
-        f"{args.fps:g} --p99-budget-ms {args.budget:g}",
+        f"{args.fps:g} --p99-budget-ms {args.budget:g} --malloc {args.malloc}",
         "search_seconds": seconds,
         "answer": answer,
         "first_failed": report["first_failed"],

@@ -68,10 +68,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--runs", type=int, default=3, help="runs a side in each trial")
     parser.add_argument("--gate", type=float, default=7.0)
+    parser.add_argument(
+        "--malloc", choices=("default", "retain"), default="default",
+        help="every run's allocator setting (README: Memory allocator)",
+    )  # fmt: skip
     options = parser.parse_args()
     job = [
         "--model-name", "resnet18", "--input_path", "synthetic:224x224", "--batch-size", "8",
-        "--max-steps", str(options.steps),
+        "--max-steps", str(options.steps), "--malloc", options.malloc,
     ]  # fmt: skip
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="framescope-compare-") as tmp:

@@ -243,6 +243,29 @@ def test_an_answer_that_fails_its_confirmation_is_searched_below(tmp_path: Path)
     )
 
 
+class FaultyCameras(FakeCameras):
+    """Runs whose allocator paid glibc's page faults past ``faulty`` cameras (a finding in the summary)."""
+
+    def __call__(self, config: RunConfig, observer: Any = None) -> RunResult:
+        result = super().__call__(config, observer)
+        if config.source.cameras >= 4:
+            result.summary["findings"] = [{"id": "allocator_page_faults", "severity": "warning"}]
+        return result
+
+
+def test_trials_that_paid_glibc_page_faults_are_named_with_the_fix(tmp_path: Path) -> None:
+    capacity = Capacity(base(tmp_path), TailRule(budget_ms=200.0), run=FaultyCameras(5), probe_decode=False)
+    report = capacity.run()
+    assert [t["allocator_page_faults"] for t in report["trials"][:4]] == [False, False, True, True]
+    (note,) = [n for n in report["notes"] if "allocator_page_faults" in n]
+    assert (
+        note.startswith("trials at 4, 5, 6, 8 camera(s) paid glibc's page faults")
+        and "--malloc retain" in note
+    )
+    quiet = Capacity(base(tmp_path), TailRule(budget_ms=200.0), run=FakeCameras(5), probe_decode=False).run()
+    assert not any("allocator_page_faults" in n for n in quiet["notes"])
+
+
 def test_every_setting_is_tried_and_the_best_named(tmp_path: Path) -> None:
     runs = FakeCameras(limit=3)
     settings = [Setting(max_batch=2), Setting(max_batch=8, max_delay_ms=50.0)]

@@ -45,7 +45,10 @@ def test_the_demo_output_fits_in_100_columns_without_warnings(tmp_path: Path) ->
     text = done.stdout + done.stderr
     wide = [line for line in text.splitlines() if len(line) > 100]
     assert wide == [], wide
-    assert "warning" not in text.lower(), text
+    # nothing warns about what framescope chose; glibc's page faults are this process's own, measured, and
+    # come with their fix (--malloc retain: tests/test_malloc.py)
+    warned = [line for line in text.splitlines() if "warning" in line.lower()]
+    assert all("[allocator_page_faults]" in line for line in warned), text
     assert "settings --batch-size 8 --max-steps 6 (every setting" in " ".join(done.stdout.split())
     assert "open_timeout_s" not in done.stdout  # every setting is for --verbose
     verbose = subprocess.run(

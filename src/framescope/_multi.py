@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from framescope._backend import build_onnx_runner, model_input_shape
+from framescope._malloc import apply_malloc
 from framescope._memory import host_out_of_memory
 from framescope._multi_proc import ModelRunError, ProcessStrategy, WorkerSpec, peak_rss_mb, split_cores
 from framescope._observer import RunObserver, StartInfo
@@ -366,6 +367,7 @@ def run_several(
             "run_strategies(config) from framescope._multi."
         )
     started_at = time.time()
+    malloc = apply_malloc(config.malloc)
     for model in config.model_list:
         resolve_devices(single_config(config, model))  # CUDA asked for without one: an error before binding
     threads = configure_threads(
@@ -380,8 +382,9 @@ def run_several(
         parts = assemble(config, threads, clock)
         try:
             return SeveralPhase(
-                config, parts, observer or RunObserver(), clock, started_at=started_at, memory=memory
-            ).run()
+                config, parts, observer or RunObserver(), clock, started_at=started_at, memory=memory,
+                malloc=malloc,
+            ).run()  # fmt: skip
         finally:
             parts.strategy.close()
             parts.source.close()
@@ -402,9 +405,10 @@ class SeveralPhase:
         *,
         started_at: float,
         memory: PeakMemory,
+        malloc: dict[str, Any] | None = None,
     ) -> None:
         self.config, self.parts, self.watcher, self.clock = config, parts, watcher, clock
-        self.started_at, self.memory = started_at, memory
+        self.started_at, self.memory, self.malloc = started_at, memory, malloc
         self.stopped_by_observer = False
 
     def _threads(self) -> dict[str, Any]:
@@ -444,6 +448,7 @@ class SeveralPhase:
             "decode_size": list(source.output_size) if source.output_size else None,
             "deadline_ms": None,
             "threads": self._threads(),
+            "malloc": self.malloc,
             "setup": self.parts.setup,
             "setup_cpu": {},
         }

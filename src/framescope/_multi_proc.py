@@ -66,7 +66,10 @@ def _worker_main(spec: WorkerSpec, shared: torch.Tensor, inbox: Any, outbox: Any
         if spec.cores is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, spec.cores)
         torch.set_num_threads(spec.torch_threads)
+        from framescope._malloc import apply_malloc
         from framescope._multi import build_work
+
+        apply_malloc(spec.config.malloc)  # the worker's own allocator, as the run's
 
         built = build_work(
             spec.config, spec.model, time.monotonic, warm_up_batch=shared, threads=spec.torch_threads

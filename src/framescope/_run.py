@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from framescope._backend import build_onnx_runner, model_input_shape
+from framescope._malloc import apply_malloc
 from framescope._memory import batch_memory, check_batch_memory, host_out_of_memory
 from framescope._observer import RunObserver
 from framescope._placement import batch_device, decode_size, model_input_device, resolve_devices
@@ -238,6 +239,7 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
         from framescope._multi import run_several
 
         return run_several(config, observer=observer, clock=clock)
+    malloc = apply_malloc(config.malloc)  # before the model and the frames take their memory
     resolve_devices(config)  # asking for CUDA without one is an error before anything is bound
     threads = configure_threads(
         config.cores,
@@ -250,7 +252,9 @@ def run(config: RunConfig, *, observer: RunObserver | None = None, clock: Clock 
     try:
         parts = assemble(config, threads, clock)
         try:
-            return LoopPhase(config, parts, observer or RunObserver(), clock, started_at, memory=memory).run()
+            return LoopPhase(
+                config, parts, observer or RunObserver(), clock, started_at, memory=memory, malloc=malloc
+            ).run()
         finally:
             parts.source.close()
     finally:

@@ -107,10 +107,12 @@ class LoopPhase:
         started_at: float,
         *,
         memory: PeakMemory | None = None,
+        malloc: dict[str, Any] | None = None,
     ) -> None:
         self.config, self.parts, self.watcher, self.clock = config, parts, watcher, clock
         self.started_at = started_at
         self.memory = memory
+        self.malloc = malloc
         self.thread_notes: list[str] = []
         self.printed: set[str] = set()
         self.stopped_by_observer = False
@@ -175,6 +177,7 @@ class LoopPhase:
             "deadline_ms": deadline_ms(config, source.info),
             "batching": self._batching(),
             "threads": self._threads(),
+            "malloc": self.malloc,
             "setup": self.parts.setup,
             "setup_cpu": self.parts.setup_cpu,
         }

@@ -615,6 +615,12 @@ class RunConfig:
     seed: int = setting(
         0, flag="--seed", metavar="N", help="seed for random weights, labels and synthetic frames"
     )
+    malloc: Literal["default", "retain"] = setting(
+        "default",
+        flag="--malloc",
+        help="retain: glibc's malloc keeps freed memory for reuse instead of mapping large buffers afresh "
+        "every step (no page faults; the process keeps its peak memory; process-wide); default: as it is",
+    )
     progress: Literal["auto", "bar", "log", "none"] = setting(
         "auto", flag="--progress", help="auto: a bar on a terminal, log lines otherwise"
     )

@@ -374,7 +374,8 @@ class Capacity:
         if delay is not None:
             head["max_delay_ms"] = delay
         judged = judge(summary, self.rule)
-        return {**head, **judged, "steps": trial.steps}
+        faults = any(f.get("id") == "allocator_page_faults" for f in summary.get("findings") or [])
+        return {**head, **judged, "steps": trial.steps, "allocator_page_faults": faults}
 
     # --- the answer -----------------------------------------------------------------------------------
 
@@ -488,6 +489,14 @@ class Capacity:
                     "from run to run on this machine, so the answer is the largest count that passed every "
                     "run"
                 )
+        faulted = sorted({t["cameras"] for t in self.trials if t.get("allocator_page_faults")})
+        if faulted:
+            notes.append(
+                f"trials at {', '.join(map(str, faulted))} camera(s) paid glibc's page faults (finding "
+                "allocator_page_faults): whether a process does varies from process to process, and runs of "
+                "one job then land 20-40% apart, so this answer may not hold in another process; --malloc "
+                "retain makes it hold (README: Memory allocator)"
+            )
         unsure = [t for t in self.trials if not t["confident"]]
         if unsure:
             counts = ", ".join(sorted({str(t["cameras"]) for t in unsure}, key=int))

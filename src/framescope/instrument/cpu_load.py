@@ -38,13 +38,25 @@ class CpuLoad:
     """Everything else on the same cores."""
     steal: float | None
     """Time the hypervisor gave our cores to other virtual machines."""
+    kernel_share: float | None = None
+    """Of this process's CPU time, the share the kernel spent on its behalf (system time): page faults,
+    system calls."""
+    minor_faults: int | None = None
+    """Page faults this process took that needed no disk (a page mapped and zeroed, or shared in)."""
 
     @property
     def measured(self) -> bool:
         return self.ours is not None
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return {"cores": self.cores, "ours": self.ours, "others": self.others, "steal": self.steal}
+        return {
+            "cores": self.cores,
+            "ours": self.ours,
+            "others": self.others,
+            "steal": self.steal,
+            "kernel_share": self.kernel_share,
+            "minor_faults": self.minor_faults,
+        }
 
 
 def core_count(cores: list[int] | None) -> int:
@@ -54,6 +66,17 @@ def core_count(cores: list[int] | None) -> int:
 
 Counters = Callable[[], tuple[float, float, float]]
 """Cumulative CPU seconds: (busy time of the watched cores, their steal time, this process's CPU time)."""
+
+Usage = Callable[[], tuple[float, float, int]]
+"""This process's cumulative (user seconds, system seconds, minor page faults)."""
+
+
+def process_usage() -> tuple[float, float, int]:
+    """:data:`Usage` from ``getrusage`` (every thread of the process)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime, usage.ru_minflt
 
 
 def proc_counters(cores: list[int] | None) -> Counters:
@@ -75,16 +98,22 @@ class CpuLoadMeter:
     """``meter = CpuLoadMeter(cores); ...; load = meter.read()`` measures the window in between."""
 
     def __init__(
-        self, cores: list[int] | None = None, clock: Clock = monotonic, counters: Counters | None = None
+        self,
+        cores: list[int] | None = None,
+        clock: Clock = monotonic,
+        counters: Counters | None = None,
+        usage: Usage | None = None,
     ) -> None:
         self.cores = cores
         self.clock = clock
         self.counters = counters or proc_counters(cores)
+        self.usage = usage or process_usage
         self.restart()
 
     def restart(self) -> None:
         self._start = self.clock()
         self._busy, self._steal, self._own = self.counters()
+        self._usage = self.usage()
 
     def read(self) -> CpuLoad:
         seconds = self.clock() - self._start
@@ -99,4 +128,14 @@ class CpuLoadMeter:
         ours = share(own - self._own)
         # the watched cores are the process's affinity, so it and the others share at most all of them
         others = min(share((busy - self._busy) - (own - self._own)), cores - ours)
-        return CpuLoad(seconds, cores, ours, others, share(steal - self._steal))
+        user, system, faults = (now - then for now, then in zip(self.usage(), self._usage, strict=True))
+        kernel = system / (user + system) if user + system > 0 else None
+        return CpuLoad(
+            seconds,
+            cores,
+            ours,
+            others,
+            share(steal - self._steal),
+            kernel_share=kernel,
+            minor_faults=int(faults),
+        )

@@ -27,6 +27,7 @@ STATIC_KEYS = (
     "deadline_ms",
     "batching",
     "threads",
+    "malloc",
     "setup",
     "setup_cpu",
 )
