@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import run_cli
 
+from framescope._malloc import MALLOC_MODES
 from framescope.config import (
     BACKENDS,
     BATCHING_MODES,
@@ -349,6 +350,7 @@ FLAT_NAMES = {
     "output_dir": ("output_dir",),
     "run_name": ("run_name",),
     "seed": ("seed",),
+    "malloc": ("malloc",),
     "progress": ("progress",),
     "multi_model": ("multi_model",),
     "solo_steps": ("solo_steps",),
@@ -405,6 +407,7 @@ def test_choices_come_from_the_literal_annotations() -> None:
         "prep_level": PREP_LEVELS,
         "pipeline": PIPELINES,
         "batching": BATCHING_MODES,
+        "malloc": MALLOC_MODES,
         "progress": PROGRESS_MODES,
         "multi_model": MULTI_MODEL_STRATEGIES,
     }
