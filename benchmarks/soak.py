@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="mobilenet_v3_small")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--pipeline", default="sync")
+    parser.add_argument("--malloc", choices=("default", "retain"), default="default")
     parser.add_argument("--size", default="640x360", help="frame size of the generated clip")
     parser.add_argument("--window-min", type=float, default=5.0, help="latency window, minutes")
     parser.add_argument("--settle-min", type=float, default=2.0, help="memory baseline after this long")
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 source_fps=args.fps,
                 batch_size=args.batch_size,
                 pipeline=args.pipeline,
+                malloc=args.malloc,
                 max_steps=int(args.minutes * 60 * args.fps / args.batch_size),
                 output_dir=str(Path(tmp) / "runs"),
                 progress="none",
