@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from tests.conftest import run_cli
 
-from framescope._malloc import MALLOC_MODES
 from framescope.config import (
     BACKENDS,
     BATCHING_MODES,
     DECODERS,
     IMAGE_FORMATS,
+    MALLOC_MODES,
     MODES,
     MULTI_MODEL_STRATEGIES,
     PIPELINES,

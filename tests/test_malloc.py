@@ -93,6 +93,17 @@ def test_a_bad_malloc_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
 
 
+def test_a_bad_malloc_setting_from_python_or_a_config_file_is_a_config_error() -> None:
+    """Not only the command line's choices: RunConfig itself refuses it (YAML and framescope.run too)."""
+    from framescope import RunConfig
+    from framescope.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"^malloc = 'jemalloc' is not one of default, retain; pass e\.g\. --malloc"
+    ):
+        RunConfig.from_flat(model_name="resnet18", input_path="x.mp4", malloc="jemalloc")
+
+
 def test_the_cpu_meter_reports_the_kernel_share_and_page_faults_of_its_window() -> None:
     now = [0.0]
     usage = iter([(1.0, 0.5, 100), (4.0, 1.5, 5100)])  # user s, system s, minor faults: at start, at read

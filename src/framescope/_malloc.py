@@ -19,11 +19,12 @@ its adaptive threshold.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 from typing import Any
 
-MALLOC_MODES = ("default", "retain")
+from framescope.config import MALLOC_MODES
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -36,6 +37,7 @@ _STATE = {"retained": False}
 """Whether this process already retains freed memory (made by an earlier run in it)."""
 
 
+@functools.cache
 def _glibc() -> Any:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None

@@ -671,6 +671,7 @@ class RunConfig:
                 f"run_name = {self.run_name!r} should be a plain directory name without '{os.sep}'."
             )
         _choice(self.progress, PROGRESS_MODES, "progress", "--progress")
+        _choice(self.malloc, MALLOC_MODES, "malloc", "--malloc")
         self._settle_models()
 
     def _check_batching(self) -> None:
@@ -864,6 +865,7 @@ RunConfig.FLAT_FIELDS = {s.name: s.path for s in flat_settings(RunConfig)}
 PIPELINES = _choices_of(RunConfig, "pipeline")
 PROGRESS_MODES = _choices_of(RunConfig, "progress")
 BATCHING_MODES = _choices_of(RunConfig, "batching")
+MALLOC_MODES = _choices_of(RunConfig, "malloc")
 MULTI_MODEL_STRATEGIES = _choices_of(RunConfig, "multi_model")
 
 
