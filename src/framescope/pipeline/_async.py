@@ -271,7 +271,7 @@ def run_async(
     producer_stages = [s for s in PRODUCER_STAGES if not (source.info.live and s is Stage.READ)]
 
     def made(item: Produced) -> None:  # in the producer's thread, as soon as the batch is made
-        if trial is not None and trial.chosen is None:
+        if trial is not None:  # it keeps a batch only while the trial is undecided
             busy = sum(item.samples.get(s, 0.0) for s in producer_stages)
             trial.record_producer(item.tag, busy, len(item.frames))
 

@@ -107,11 +107,6 @@ class ThreadTrial:
         return len(self.schedule)
 
     @property
-    def max_steps(self) -> int:
-        """Trial steps at most (every round run)."""
-        return self.max_rounds * len(self.candidates) * self.steps_per_window
-
-    @property
     def rounds(self) -> int:
         """Rounds whose every step ran."""
         return self.steps_run // (len(self.candidates) * self.steps_per_window)
@@ -175,16 +170,18 @@ class ThreadTrial:
         first, second = self.candidates
         return paired_ratio([r[first] for r in rounds], [r[second] for r in rounds], confidence=CONFIDENCE)
 
+    def _pooled(self, threads: int) -> tuple[list[float], list[float]]:
+        """Plan ``threads``'s windows together: (model seconds per frame, producer seconds per frame)."""
+        with self._lock:
+            windows = [w for w in self.windows if w.threads == threads]
+            return [v for w in windows for v in w.model_s], [v for w in windows for v in w.producer_s]
+
     def rates(self) -> dict[int, float | None]:
         """Frames per second each plan sustains, from every step it ran (None where nothing was)."""
         rates: dict[int, float | None] = {}
-        with self._lock:
-            for threads in self.candidates:
-                windows = [w for w in self.windows if w.threads == threads]
-                seconds = _seconds_per_frame(
-                    [v for w in windows for v in w.model_s], [v for w in windows for v in w.producer_s]
-                )
-                rates[threads] = 1.0 / seconds if seconds else None
+        for threads in self.candidates:
+            seconds = _seconds_per_frame(*self._pooled(threads))
+            rates[threads] = 1.0 / seconds if seconds else None
         return rates
 
     def decide(self) -> int:
@@ -211,27 +208,20 @@ class ThreadTrial:
         """Whether the trial ran every step it planned (a run can end inside it)."""
         return self.steps_run == self.steps
 
-    def _medians_ms(self, threads: int) -> tuple[float | None, float | None, int, int]:
-        with self._lock:
-            windows = [w for w in self.windows if w.threads == threads]
-            model = [v for w in windows for v in w.model_s]
-            producer = [v for w in windows for v in w.producer_s]
-        return _median_ms(model), _median_ms(producer), len(model), len(producer)
-
     def evidence(self) -> dict[str, Any]:
         """What ``summary.threads.trial`` records."""
         rates = self.rates()
         candidates = []
         for threads in self.candidates:
-            model_ms, producer_ms, model_steps, producer_batches = self._medians_ms(threads)
+            model, producer = self._pooled(threads)
             candidates.append(
                 {
                     "torch_threads": threads,
                     "fps": rates[threads],
-                    "model_ms_per_frame": model_ms,
-                    "producer_ms_per_frame": producer_ms,
-                    "model_steps": model_steps,
-                    "producer_batches": producer_batches,
+                    "model_ms_per_frame": _median_ms(model),
+                    "producer_ms_per_frame": _median_ms(producer),
+                    "model_steps": len(model),
+                    "producer_batches": len(producer),
                 }
             )
         comparison = self.comparison()
