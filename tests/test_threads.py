@@ -230,14 +230,20 @@ def test_a_run_too_short_for_the_trial_says_so(tmp_path: Path) -> None:
 @linux_only
 def test_the_demo_configuration_warns_about_nothing_framescope_chose(tmp_path: Path) -> None:
     """`make demo`'s run, with defaults: no warning about threads, cores or waiting (issue: it warned that the
-    cores were oversubscribed in 100% of samples, counting the sampler itself)."""
+    cores were oversubscribed in 100% of samples, counting the sampler itself). glibc's page faults are this
+    process's own, measured, and the subject of tests/test_malloc.py; whether a process pays them varies."""
     result = _run(
         tmp_path, model_name="resnet18", input_path="sample:", batch_size=8, prep_level="medium", max_steps=20
     )
     wait = result.summary["cpu"]["wait"]
     if wait is not None:
         assert "framescope-sampler" not in wait["by_thread"]
-    ours = [w for w in result.summary["warnings"] if "other processes" not in w and "hypervisor" not in w]
+    allocator = {f["message"] for f in result.summary["findings"] if f["id"] == "allocator_page_faults"}
+    ours = [
+        w
+        for w in result.summary["warnings"]
+        if "other processes" not in w and "hypervisor" not in w and w not in allocator
+    ]
     assert ours == [], ours
 
 

@@ -101,42 +101,6 @@ def steal_during_run(run: RunResult) -> Finding | None:
     return _steal(run.summary.get("cpu"), "during the run", "steal_during_run")
 
 
-KERNEL_SHARE_WARN = 0.10
-"""The kernel's share of the process's CPU time above which its page faults are worth a finding."""
-FAULTS_PER_STEP_WARN = 1000
-"""Page faults a step (4 MB of pages mapped afresh) below which the kernel's time is not the allocator's."""
-
-
-@rule
-def allocator_page_faults(run: RunResult) -> Finding | None:
-    """glibc's malloc mapping the step's large buffers afresh every step (see :mod:`framescope._malloc`):
-    the kernel's share of the process's CPU time and the page faults a step, both measured."""
-    summary = run.summary
-    kernel, faults = _get(summary, "cpu", "kernel_share"), _get(summary, "cpu", "minor_faults")
-    steps = summary.get("steps") or 0
-    malloc = summary.get("malloc") or {}
-    if kernel is None or faults is None or not steps or malloc.get("in_effect") != "default":
-        return None
-    per_step = faults / steps
-    if kernel < KERNEL_SHARE_WARN or per_step < FAULTS_PER_STEP_WARN:
-        return None
-    return Finding(
-        "allocator_page_faults",
-        "warning",
-        f"the kernel took {100 * kernel:.0f}% of this process's CPU time, serving {per_step:,.0f} page "
-        "faults a step: the C allocator (glibc malloc) maps the step's large buffers afresh and unmaps "
-        "them when freed, and how often it does depends on the process (runs of one job land 20-40% "
-        "apart); keep freed memory for reuse instead.",
-        {
-            "kernel_share": kernel,
-            "faults_per_step": per_step,
-            "kernel_share_threshold": KERNEL_SHARE_WARN,
-            "faults_per_step_threshold": FAULTS_PER_STEP_WARN,
-        },
-        {"malloc": "retain"},
-    )
-
-
 # --- threads and cores ----------------------------------------------------------------------------------
 
 
@@ -433,6 +397,44 @@ def overlap_would_pay(run: RunResult) -> Finding | None:
         f"side they could take up to {gain:.2f}x less time per batch: --pipeline async.",
         {"input_ms": producer, "model_ms": model, "estimated_gain": gain, "threshold": OVERLAP_GAIN},
         {"pipeline": "async"},
+    )
+
+
+# --- the process's allocator --------------------------------------------------------------------------
+
+KERNEL_SHARE_WARN = 0.10
+"""The kernel's share of the process's CPU time above which its page faults are worth a finding."""
+FAULTS_PER_STEP_WARN = 1000
+"""Page faults a step (4 MB of pages mapped afresh) below which the kernel's time is not the allocator's."""
+
+
+@rule
+def allocator_page_faults(run: RunResult) -> Finding | None:
+    """glibc's malloc mapping the step's large buffers afresh every step (see :mod:`framescope._malloc`):
+    the kernel's share of the process's CPU time and the page faults a step, both measured."""
+    summary = run.summary
+    kernel, faults = _get(summary, "cpu", "kernel_share"), _get(summary, "cpu", "minor_faults")
+    steps = summary.get("steps") or 0
+    malloc = summary.get("malloc") or {}
+    if kernel is None or faults is None or not steps or malloc.get("in_effect") != "default":
+        return None
+    per_step = faults / steps
+    if kernel < KERNEL_SHARE_WARN or per_step < FAULTS_PER_STEP_WARN:
+        return None
+    return Finding(
+        "allocator_page_faults",
+        "warning",
+        f"the kernel took {100 * kernel:.0f}% of this process's CPU time, serving {per_step:,.0f} page "
+        "faults a step: the C allocator (glibc malloc) maps the step's large buffers afresh and unmaps "
+        "them when freed, and how often it does depends on the process (runs of one job land 20-40% "
+        "apart); keep freed memory for reuse instead.",
+        {
+            "kernel_share": kernel,
+            "faults_per_step": per_step,
+            "kernel_share_threshold": KERNEL_SHARE_WARN,
+            "faults_per_step_threshold": FAULTS_PER_STEP_WARN,
+        },
+        {"malloc": "retain"},
     )
 
 
