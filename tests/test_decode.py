@@ -77,6 +77,29 @@ def test_pyav_resizes_while_decoding(clip: Path) -> None:
     assert len(frames) == CLIP_FRAMES and all(f.image.shape == (120, 160, 3) for f in frames)
 
 
+@pytest.mark.parametrize("size", [(160, 120), (157, 87)])
+def test_pyav_resized_frames_are_rgb_and_match_a_resize_of_the_full_frame(
+    clip: Path, size: tuple[int, int]
+) -> None:
+    """Resizing while decoding writes planar RGB (faster than packed): the frames must still be RGB, in
+    order, and the picture a torchvision resize of the full frame makes (colour test patterns: a swapped
+    channel is off by tens of levels)."""
+    from torchvision.transforms.v2 import functional as F
+
+    source = make_source(SourceConfig(input_path=str(clip), decoder="pyav"))
+    source.set_output_size(size)
+    frames = frames_of(source)
+    with av.open(str(clip)) as container:
+        full = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    width, height = size
+    for frame, expected in zip(frames, full, strict=True):
+        assert frame.image.shape == (height, width, 3) and frame.image.flags["C_CONTIGUOUS"]
+        reference = F.resize(torch.from_numpy(expected).permute(2, 0, 1), [height, width], antialias=True)
+        difference = torch.from_numpy(frame.image).permute(2, 0, 1).float() - reference.float()
+        assert difference.abs().mean() < 4.0
+        assert difference.mean(dim=(1, 2)).abs().max() < 2.0
+
+
 def test_opencv_says_it_cannot_resize_while_decoding(clip: Path) -> None:
     source = make_source(SourceConfig(input_path=str(clip), decoder="opencv"))
     source.set_output_size((160, 120))

@@ -195,12 +195,16 @@ class PyAVSource(Source):
         if frame is None:
             return None
         with self.span(DECODE):
-            # swscale converts to RGB and, for --decode-size, resizes in the same pass
+            # swscale converts to RGB and, for --decode-size, resizes in the same pass. Resizing, it writes
+            # planar RGB (gbrp; PyAV hands it back as height x width x RGB) faster than packed rgb24: 0.89
+            # against 1.21 ms a 1080p frame to 455x256 (the auto size of a 224 crop), where rgb24 has no
+            # vector path for an odd width; the pixels are rgb24's, or as close to a torchvision resize where
+            # an even width takes rgb24's vector path. Full size, rgb24 is ten times faster.
             if self.output_size is None:
                 image = frame.to_ndarray(format="rgb24")
             else:
                 width, height = self.output_size
-                image = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="AREA")
+                image = frame.to_ndarray(format="gbrp", width=width, height=height, interpolation="AREA")
         return self._frame(image, frame.time)
 
     def read_raw(self) -> Any:
