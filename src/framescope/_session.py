@@ -28,6 +28,8 @@ from framescope.instrument.cpu_load import CpuLoadMeter
 from framescope.instrument.memory import PeakMemory
 from framescope.instrument.sampler import CpuWaitSampler
 from framescope.pipeline import (
+    MIN_ROUNDS,
+    STEPS_PER_WINDOW,
     Batcher,
     LoopSettings,
     StepTiming,
@@ -37,7 +39,6 @@ from framescope.pipeline import (
     trial_candidates,
     trial_rounds,
 )
-from framescope.pipeline._trial import MIN_ROUNDS, STEPS_PER_WINDOW
 from framescope.records import COLUMNS, STAGE_COLUMNS, TRACE_FILE, Row, RunRecorder, RunResult, SourceTally
 from framescope.sources import ManySources, SourceInfo, input_shortfall
 

@@ -14,9 +14,17 @@ from framescope.pipeline._threads import (
     restore_threads,
 )
 from framescope.pipeline._timers import Timers
-from framescope.pipeline._trial import ThreadTrial, trial_candidates, trial_rounds
+from framescope.pipeline._trial import (
+    MIN_ROUNDS,
+    STEPS_PER_WINDOW,
+    ThreadTrial,
+    trial_candidates,
+    trial_rounds,
+)
 
 __all__ = [
+    "MIN_ROUNDS",
+    "STEPS_PER_WINDOW",
     "Arrivals",
     "Batcher",
     "FramesInfo",
