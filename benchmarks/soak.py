@@ -15,6 +15,7 @@ What must hold (printed as PASS/FAIL, and recorded in ``benchmarks/results/soak.
 
     python benchmarks/soak.py --minutes 30                # the README's figures
     python benchmarks/soak.py --minutes 2 --window-min 0.5 --settle-min 0.5   # a quick look
+    python benchmarks/soak.py --minutes 20 --malloc retain --batching dynamic --max-batch 8 --cameras 4
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", default="mobilenet_v3_small")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--pipeline", default="sync")
+    parser.add_argument(
+        "--batching", choices=("fixed", "dynamic"), default="fixed",
+        help="dynamic: batches of whatever has arrived, up to --max-batch (batch sizes vary step to step)",
+    )  # fmt: skip
+    parser.add_argument("--max-batch", type=int, help="--batching dynamic: the largest batch")
+    parser.add_argument("--cameras", type=int, default=1, help="replicas of the replayed camera")
     parser.add_argument("--malloc", choices=("default", "retain"), default="default")
     parser.add_argument("--size", default="640x360", help="frame size of the generated clip")
     parser.add_argument("--window-min", type=float, default=5.0, help="latency window, minutes")
@@ -119,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
                 batch_size=args.batch_size,
                 pipeline=args.pipeline,
                 malloc=args.malloc,
-                max_steps=int(args.minutes * 60 * args.fps / args.batch_size),
+                batching=args.batching,
+                max_batch=args.max_batch,
+                cameras=args.cameras,
+                # dynamic batches vary in size: run until the clip (minutes + 5 s) has been replayed
+                max_steps=None
+                if args.batching == "dynamic"
+                else int(args.minutes * 60 * args.fps * args.cameras / args.batch_size),
                 output_dir=str(Path(tmp) / "runs"),
                 progress="none",
             ),
@@ -163,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'window':>8} {'steps':>7} {'dropped':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for w in per_window:
         print(
-            f"{w['from_min']:>6.0f}m+ {w['steps']:>7} {w['dropped']:>8} {w['latency_p50_ms'] or 0:>8.1f} "
+            f"{w['from_min']:>6g}m+ {w['steps']:>7} {w['dropped']:>8} {w['latency_p50_ms'] or 0:>8.1f} "
             f"{w['latency_p99_ms'] or 0:>8.1f}"
         )
     for name, (value, ok) in checks.items():
