@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import framescope
+from framescope.config import MALLOC_MODES
 
 RESULTS = Path(__file__).parent / "results"
 FRAMESCOPE = [sys.executable, "-m", "framescope"]
@@ -93,7 +94,7 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=200.0)
     parser.add_argument("--check-seconds", type=float, default=40.0)
     parser.add_argument(
-        "--malloc", choices=("default", "retain"), default="default",
+        "--malloc", choices=MALLOC_MODES, default="default",
         help="the allocator setting of the search and of both checks (README: Memory allocator)",
     )  # fmt: skip
     args = parser.parse_args()

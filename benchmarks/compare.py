@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from framescope.config import MALLOC_MODES
 from tune import FRAMESCOPE, framescope_run  # this folder is on sys.path when run as a script
 
 RESULTS = Path(__file__).parent / "results"
@@ -79,7 +80,7 @@ def main() -> None:
     parser.add_argument("--gate", type=float, default=7.0)
     parser.add_argument("--rerun-rounds", type=int, default=5, help="compare --rerun rounds (0: skip it)")
     parser.add_argument(
-        "--malloc", choices=("default", "retain"), default="default",
+        "--malloc", choices=MALLOC_MODES, default="default",
         help="every run's allocator setting (README: Memory allocator)",
     )  # fmt: skip
     options = parser.parse_args()

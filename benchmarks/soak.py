@@ -34,6 +34,7 @@ import psutil
 
 import framescope
 from framescope import RunConfig
+from framescope.config import BATCHING_MODES, MALLOC_MODES
 from framescope.records import load_run
 from framescope.records._summary import frame_latencies
 from framescope.sources import write_clip
@@ -97,12 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--pipeline", default="sync")
     parser.add_argument(
-        "--batching", choices=("fixed", "dynamic"), default="fixed",
+        "--batching", choices=BATCHING_MODES, default="fixed",
         help="dynamic: batches of whatever has arrived, up to --max-batch (batch sizes vary step to step)",
     )  # fmt: skip
     parser.add_argument("--max-batch", type=int, help="--batching dynamic: the largest batch")
     parser.add_argument("--cameras", type=int, default=1, help="replicas of the replayed camera")
-    parser.add_argument("--malloc", choices=("default", "retain"), default="default")
+    parser.add_argument("--malloc", choices=MALLOC_MODES, default="default")
     parser.add_argument("--size", default="640x360", help="frame size of the generated clip")
     parser.add_argument("--window-min", type=float, default=5.0, help="latency window, minutes")
     parser.add_argument("--settle-min", type=float, default=2.0, help="memory baseline after this long")

@@ -244,7 +244,7 @@ def test_an_answer_that_fails_its_confirmation_is_searched_below(tmp_path: Path)
 
 
 class FaultyCameras(FakeCameras):
-    """Runs whose allocator paid glibc's page faults past ``faulty`` cameras (a finding in the summary)."""
+    """Runs whose allocator paid glibc's page faults from 4 cameras on (a finding in the summary)."""
 
     def __call__(self, config: RunConfig, observer: Any = None) -> RunResult:
         result = super().__call__(config, observer)
